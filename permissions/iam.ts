@@ -1,0 +1,53 @@
+/**
+ * Permission manifest of `iam`.
+ * @module
+ */
+import type { PermissionManifest } from "@aos/shared/permissions";
+import { type IamConfig, isSecondaryIam } from "../iam/config.ts";
+import { dialEntries, LIBRARY_ENV, listenEntry } from "./common.ts";
+
+/** The exact grants of `iam` for `config` loaded from `configPath`. */
+export function iamManifest(config: IamConfig, configPath: string): PermissionManifest {
+  const storages = config.certModules.filter((m) => !m.disabled).map((m) => m.params.storagePath);
+  const ident = config.identifier.params;
+  const stateFile = config.nodeInfo.provisioningStatePath;
+  const commands = [
+    config.startProvisioningCmdArgs,
+    config.diskEncryptionCmdArgs,
+    config.finishProvisioningCmdArgs,
+    config.deprovisionCmdArgs,
+  ].map((args) => args[0] ?? "").filter((c) => c !== "");
+  return {
+    component: "iam",
+    read: [
+      configPath,
+      config.caCert,
+      config.workingDir,
+      ...storages,
+      stateFile,
+      config.nodeInfo.nodeIdPath,
+      config.nodeInfo.cpuInfoPath,
+      config.nodeInfo.memInfoPath,
+      ...config.nodeInfo.partitions.map((p) => p.path),
+      ...(config.identifier.plugin === "fileidentifier"
+        ? [ident.systemIdPath ?? "", ident.unitModelPath ?? "", ident.subjectsPath ?? ""]
+        : []),
+    ],
+    // The provision-state file is replaced atomically, so its directory must be writable.
+    write: [config.workingDir, ...storages, stateFile, `${stateFile}.tmp`],
+    net: [
+      listenEntry(config.iamPublicServerUrl),
+      listenEntry(config.iamProtectedServerUrl),
+      ...(isSecondaryIam(config)
+        ? [
+          ...dialEntries(config.mainIamPublicServerUrl),
+          ...dialEntries(config.mainIamProtectedServerUrl),
+        ]
+        : []),
+    ],
+    run: commands,
+    env: [],
+    sys: [],
+    ignoreEnv: LIBRARY_ENV,
+  };
+}

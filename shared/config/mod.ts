@@ -1,0 +1,7 @@
+/**
+ * Config loading for upstream-compatible JSON files.
+ * @module
+ */
+export * from "./duration.ts";
+export * from "./schema.ts";
+export * from "./load.ts";

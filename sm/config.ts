@@ -1,0 +1,74 @@
+/**
+ * `sm.cfg`: upstream keys (case-insensitive) and defaults, resolved.
+ * @module
+ */
+import { z } from "zod";
+import { ciObject, durationOr, hostPort, path } from "@aos/shared/config";
+
+const containerRuntime = ciObject({
+  plugin: z.literal("container"),
+  type: z.string().default("runc"),
+  isComponent: z.boolean().default(false),
+  config: ciObject({
+    runtimeDir: z.string().default("/run/aos/runtime"),
+    hostWhiteoutsDir: z.string().optional(),
+    storageDir: z.string().optional(),
+    stateDir: z.string().optional(),
+    hostBinds: z.array(z.string()).default(["bin", "sbin", "lib", "lib64", "usr"]),
+    /** Upstream name kept; for runc it is the `--root` of the runtime state. */
+    crunStateRoot: z.string().default("/run/runc"),
+    /** Upstream name kept; the OCI runtime binary (runc here, crun upstream). */
+    crunExecutable: z.string().default("/usr/sbin/runc"),
+  }).prefault({}),
+});
+
+const smConfigBase = ciObject({
+  workingDir: path,
+  caCert: z.string().default(""),
+  certStorage: z.string().default("sm"),
+  iamProtectedServerUrl: hostPort.default("localhost:8089"),
+  iamPublicServerUrl: hostPort.default("localhost:8090"),
+  cmServerUrl: hostPort.default("localhost:8093"),
+  cmReconnectTimeout: durationOr("10s"),
+  /** Ours: dial CM and IAM without TLS (tests and provisioning-mode units only). */
+  insecure: z.boolean().default(false),
+  nodeConfigFile: z.string().optional(),
+  resourcesConfigFile: z.string().default("/etc/aos/resources.cfg"),
+  monitoring: ciObject({
+    pollPeriod: durationOr("35s"),
+    averageWindow: durationOr("35s"),
+  }).prefault({}),
+  imageManager: ciObject({
+    imagePath: z.string().optional(),
+    imagesPartLimit: z.number().min(0).max(100).default(0),
+    updateItemTtl: durationOr("30d"),
+    removeOutdatedPeriod: durationOr("24h"),
+  }).prefault({}),
+  logging: ciObject({
+    maxPartSize: z.number().int().positive().default(262144),
+    maxPartCount: z.number().int().positive().default(80),
+  }).prefault({}),
+  runtimes: z.array(containerRuntime).default([]),
+});
+
+/** Schema of `sm.cfg` with path defaults derived from `workingDir`. */
+export const smConfigSchema = smConfigBase.transform((c) => ({
+  ...c,
+  nodeConfigFile: c.nodeConfigFile ?? `${c.workingDir}/aos_node.cfg`,
+  imageManager: {
+    ...c.imageManager,
+    imagePath: c.imageManager.imagePath ?? `${c.workingDir}/images`,
+  },
+  runtimes: c.runtimes.map((r) => ({
+    ...r,
+    config: {
+      ...r.config,
+      hostWhiteoutsDir: r.config.hostWhiteoutsDir ?? `${c.workingDir}/whiteouts`,
+      storageDir: r.config.storageDir ?? `${c.workingDir}/storages`,
+      stateDir: r.config.stateDir ?? `${c.workingDir}/states`,
+    },
+  })),
+}));
+
+/** Resolved `sm.cfg`. */
+export type SmConfig = z.output<typeof smConfigSchema>;
