@@ -29,27 +29,28 @@ export interface PermissionManifest {
   ignoreEnv: string[];
 }
 
-/** Removes duplicates and empty entries, resolves paths, sorts for stable output. */
-function tidy(list: string[], paths: boolean): string[] {
-  const out = new Set<string>();
-  for (const item of list) {
-    if (!item) continue;
-    out.add(paths ? resolve(item) : item);
-  }
-  return [...out].sort();
+/** Removes duplicates and empty entries, sorts for stable output. */
+function tidy(list: string[]): string[] {
+  return [...new Set(list.filter((item) => item !== ""))].sort();
+}
+
+/** Resolves paths and drops those already covered by a listed parent directory. */
+function tidyPaths(list: string[]): string[] {
+  const all = tidy(list.filter((p) => p !== "").map((p) => resolve(p)));
+  return all.filter((p) => !all.some((parent) => parent !== p && p.startsWith(`${parent}/`)));
 }
 
 /** Normalises a manifest (absolute paths, no duplicates, sorted). */
 export function normalizeManifest(m: PermissionManifest): PermissionManifest {
   return {
     component: m.component,
-    read: tidy(m.read, true),
-    write: tidy(m.write, true),
-    net: tidy(m.net, false),
-    run: tidy(m.run, false),
-    env: tidy(m.env, false),
-    sys: tidy(m.sys, false),
-    ignoreEnv: tidy(m.ignoreEnv, false),
+    read: tidyPaths(m.read),
+    write: tidyPaths(m.write),
+    net: tidy(m.net),
+    run: tidy(m.run),
+    env: tidy(m.env),
+    sys: tidy(m.sys),
+    ignoreEnv: tidy(m.ignoreEnv),
   };
 }
 
@@ -153,7 +154,7 @@ export async function assertGrants(manifest: PermissionManifest): Promise<void> 
   if (problems.length) {
     throw new AosError(
       "wrongState",
-      `${manifest.component}: permission set does not match its config: ${problems.join("; ")}` +
+      `permission set does not match its config: ${problems.join("; ")}` +
         ` (start it with 'deno task ${manifest.component}' to get the right flags)`,
     );
   }

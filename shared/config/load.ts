@@ -37,7 +37,7 @@ export function parseConfigText<S extends z.ZodType>(
   } catch (err) {
     throw new AosError("invalidArgument", `${file}: malformed JSON: ${(err as Error).message}`);
   }
-  const result = schema.safeParse(json);
+  const result = schema.safeParse(json, { reportInput: true });
   if (!result.success) {
     const issues = result.error.issues;
     const more = issues.length > 1 ? ` (and ${issues.length - 1} more)` : "";

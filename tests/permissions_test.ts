@@ -1,0 +1,175 @@
+/**
+ * Permission assertions: each component's manifest contains no forbidden grant, the component
+ * starts under exactly those flags and stops cleanly, and a process under the same flags is
+ * denied what the manifest does not name.
+ */
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { assertNoForbiddenFlags } from "@aos/shared/permissions";
+import { commandFor, mainModule } from "../permissions/launch.ts";
+import { type SampleUnit, writeSampleUnit } from "./fixtures/configs.ts";
+
+const probe = fileURLToPath(new URL("./fixtures/probe.ts", import.meta.url));
+const launcher = fileURLToPath(new URL("../permissions/launch.ts", import.meta.url));
+
+type Component = "iam" | "sm" | "cm" | "mp";
+
+function configOf(unit: SampleUnit, c: Component): string {
+  return { iam: unit.iamConfig, sm: unit.smConfig, cm: unit.cmConfig, mp: unit.mpConfig }[c];
+}
+
+async function runProbe(flags: string[], action: string, target: string): Promise<string> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", ...flags, probe, action, target],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return new TextDecoder().decode(out.stdout).trim();
+}
+
+/** Spawns a component, waits for "started", stops it with SIGTERM; returns code and stderr. */
+async function startAndStop(args: string[]): Promise<{ code: number; stderr: string }> {
+  const child = new Deno.Command(Deno.execPath(), { args, stdout: "null", stderr: "piped" })
+    .spawn();
+  let stderr = "";
+  const decoder = new TextDecoder();
+  const reader = child.stderr.getReader();
+  let signalled = false;
+  while (true) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    stderr += decoder.decode(value, { stream: true });
+    if (!signalled && / started /.test(stderr)) {
+      signalled = true;
+      child.kill("SIGTERM");
+    }
+  }
+  const { code } = await child.status;
+  return { code, stderr };
+}
+
+for (const component of ["iam", "sm", "cm", "mp"] as const) {
+  Deno.test(`${component}: starts under its manifest and is denied the rest`, async () => {
+    const unit = await writeSampleUnit();
+    try {
+      const { flags, args } = await commandFor(component, ["-c", configOf(unit, component)]);
+      assertNoForbiddenFlags(flags);
+      for (const f of flags) {
+        assert.ok(!/^(-A|--allow-all|--allow-ffi)/.test(f), f);
+        assert.ok(/^--(no-prompt|(allow|ignore)-[a-z]+=.+)$/.test(f), `unscoped flag ${f}`);
+      }
+
+      const run = await startAndStop(args);
+      assert.equal(run.code, 0, run.stderr);
+      assert.match(run.stderr, new RegExp(`${component} stopped`));
+
+      // Reading another component's working dir is denied.
+      const other = component === "cm" ? unit.dirs.sm : unit.dirs.cm;
+      assert.equal(await runProbe(flags, "read", other), "NotCapable");
+      // Writing outside its own paths is denied.
+      assert.equal(await runProbe(flags, "write", `${unit.root}/etc/evil`), "NotCapable");
+      // A shell is never allowed.
+      assert.equal(await runProbe(flags, "run", "sh"), "NotCapable");
+      // Its own working dir is allowed.
+      const own = unit.dirs[component];
+      assert.equal(await runProbe(flags, "read", own), "ok");
+      assert.equal(await runProbe(flags, "write", `${own}/probe`), "ok");
+      // Environment variables are not granted.
+      assert.equal(await runProbe(flags, "env", "HOME"), "NotCapable");
+    } finally {
+      await Deno.remove(unit.root, { recursive: true });
+    }
+  });
+}
+
+Deno.test("key files: sm and cm read only their own IAM cert storages", async () => {
+  const unit = await writeSampleUnit();
+  try {
+    for (const id of ["online", "iam", "sm", "cm"]) {
+      await Deno.mkdir(`${unit.dirs.certs}/${id}`, { recursive: true });
+    }
+    const sm = await commandFor("sm", ["-c", unit.smConfig]);
+    assert.equal(await runProbe(sm.flags, "read", `${unit.dirs.certs}/sm`), "ok");
+    assert.equal(await runProbe(sm.flags, "read", `${unit.dirs.certs}/iam`), "NotCapable");
+    assert.equal(await runProbe(sm.flags, "read", `${unit.dirs.certs}/cm`), "NotCapable");
+    const cm = await commandFor("cm", ["-c", unit.cmConfig]);
+    assert.equal(await runProbe(cm.flags, "read", `${unit.dirs.certs}/cm`), "ok");
+    assert.equal(await runProbe(cm.flags, "read", `${unit.dirs.certs}/online`), "ok");
+    assert.equal(await runProbe(cm.flags, "read", `${unit.dirs.certs}/sm`), "NotCapable");
+    assert.equal(await runProbe(cm.flags, "read", `${unit.dirs.certs}/iam`), "NotCapable");
+  } finally {
+    await Deno.remove(unit.root, { recursive: true });
+  }
+});
+
+Deno.test("programs: sm may run only its runtime, iam only configured commands, cm none", async () => {
+  const unit = await writeSampleUnit();
+  try {
+    const runc = (await commandFor("sm", ["-c", unit.smConfig])).flags;
+    assert.ok(runc.includes("--allow-run=/usr/sbin/runc"), runc.join(" "));
+    assert.equal(await runProbe(runc, "run", "/usr/sbin/runc"), "ok");
+    assert.equal(await runProbe(runc, "run", "ip"), "NotCapable");
+
+    const iamCfg = JSON.parse(await Deno.readTextFile(unit.iamConfig));
+    iamCfg.finishProvisioningCmdArgs = ["/bin/true", "finish"];
+    await Deno.writeTextFile(unit.iamConfig, JSON.stringify(iamCfg));
+    const iam = (await commandFor("iam", ["-c", unit.iamConfig])).flags;
+    assert.equal(await runProbe(iam, "run", "/bin/true"), "ok");
+    assert.equal(await runProbe(iam, "run", "/bin/false"), "NotCapable");
+
+    const cm = (await commandFor("cm", ["-c", unit.cmConfig])).flags;
+    assert.ok(!cm.some((f) => f.startsWith("--allow-run")));
+    assert.equal(await runProbe(cm, "run", "/usr/sbin/runc"), "NotCapable");
+    // cm listens on its own addresses only.
+    assert.equal(await runProbe(cm, "net", "127.0.0.1:18089"), "ConnectionRefused");
+    assert.equal(await runProbe(cm, "listen", "127.0.0.1:18095"), "NotCapable");
+  } finally {
+    await Deno.remove(unit.root, { recursive: true });
+  }
+});
+
+Deno.test("start-up check: a missing grant or a dangerous extra grant fails fast", async () => {
+  const unit = await writeSampleUnit();
+  try {
+    const { flags } = await commandFor("cm", ["-c", unit.cmConfig]);
+    const main = mainModule("cm");
+    const base = ["-c", unit.cmConfig, "--iam-config", unit.iamConfig];
+    const noWrite = flags.filter((f) => !f.startsWith("--allow-write"));
+    let out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", ...noWrite, main, ...base],
+      stderr: "piped",
+      stdout: "null",
+    }).output();
+    let text = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 1);
+    assert.match(text, /^cm: permission set does not match its config: write .* not granted/);
+
+    out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", ...flags, "--allow-run=sh", main, ...base],
+      stderr: "piped",
+      stdout: "null",
+    }).output();
+    text = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 1);
+    assert.match(text, /running sh must not be granted/);
+  } finally {
+    await Deno.remove(unit.root, { recursive: true });
+  }
+});
+
+Deno.test("permissions task prints the flags for audit", async () => {
+  const unit = await writeSampleUnit();
+  try {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", launcher, "print", "--", "sm", "-c", unit.smConfig],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout);
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    assert.match(text, /--no-prompt/);
+    assert.match(text, new RegExp(`--allow-write=.*${unit.dirs.sm}`));
+  } finally {
+    await Deno.remove(unit.root, { recursive: true });
+  }
+});
