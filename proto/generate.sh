@@ -19,8 +19,11 @@ plugin="$tools_dir/node_modules/.bin/protoc-gen-ts_proto"
 
 if [[ ! -x "$buf" || ! -x "$plugin" ]]; then
   echo "generate.sh: installing codegen tools into $tools_dir" >&2
+  # Not `npm ci`: the lock can only list the platform builds of buf that the
+  # registry served when it was written, and `npm ci` rejects such a lock.
+  # --no-save keeps the committed lock untouched; its versions still apply.
   # --ignore-scripts: buf's postinstall only optimises the launcher.
-  npm ci --prefix "$tools_dir" --no-audit --no-fund --ignore-scripts >&2
+  npm install --prefix "$tools_dir" --no-save --no-audit --no-fund --ignore-scripts >&2
 fi
 
 mkdir -p "$out_dir"
