@@ -8,3 +8,4 @@ export * from "./retry.ts";
 export * from "./channel.ts";
 export * from "./cleanup.ts";
 export * from "./time.ts";
+export * from "./mutex.ts";

@@ -4,7 +4,7 @@
  */
 import { AosError } from "../core/errors.ts";
 import { type Logger, nullLogger } from "../core/logger.ts";
-import { Mutex } from "./_mutex.ts";
+import { Mutex } from "../core/mutex.ts";
 import { realSpaceFs, type SpaceFs } from "./fs.ts";
 
 /** Upstream keeps at most this many outdated items per partition. */

@@ -1,6 +1,6 @@
 /**
- * A small FIFO async mutex: the partition's allocation path awaits `statfs` and eviction
- * callbacks, so two callers must not interleave between reading and reserving space.
+ * A small FIFO async mutex, for critical sections that await (statfs, file I/O, callbacks)
+ * and must not interleave with another caller between reading and updating state.
  * @module
  */
 
