@@ -1,0 +1,166 @@
+/**
+ * Certificate path building and verification against trusted root CAs.
+ *
+ * Checks, for every certificate on the path: validity period at `now`; every signature with its
+ * issuer's key; issuers are CAs (basicConstraints cA, a trust anchor may lack the extension),
+ * carry keyCertSign when they have a keyUsage extension, and respect pathLenConstraint. The
+ * leaf's own key usage is not checked (upstream accepts any usage for blob signing).
+ * @module
+ */
+import { AosError } from "../core/errors.ts";
+import type { Certificate } from "./certificate.ts";
+import { bytesEqual } from "./pem.ts";
+
+/** Why a chain was rejected. */
+export type ChainFailure =
+  | "untrusted"
+  | "expired"
+  | "notYetValid"
+  | "badSignature"
+  | "notCA"
+  | "keyUsage"
+  | "pathLength";
+
+/** A chain verification failure; `reason` tells the kind, the message tells the details. */
+export class ChainError extends AosError {
+  /** The kind of failure. */
+  readonly reason: ChainFailure;
+
+  constructor(reason: ChainFailure, message: string, options: { cause?: unknown } = {}) {
+    super("failed", message, options);
+    this.reason = reason;
+  }
+}
+
+/** Options of {@link verifyChain}. */
+export interface VerifyChainOptions {
+  /** Trusted root CAs (trust anchors). */
+  roots: readonly Certificate[];
+  /** Untrusted intermediates that may be used to build the path. */
+  intermediates?: readonly Certificate[];
+  /** Verification time; defaults to the current time. */
+  now?: Date;
+  /** Longest accepted path, leaf and root included (default 10). */
+  maxLength?: number;
+}
+
+function namesEqual(a: Certificate, aIsIssuer: boolean, b: Certificate): boolean {
+  // a's subject (or issuer) against b's issuer; DER first, text as a fallback for
+  // equal names encoded with different string types.
+  const left = aIsIssuer ? a.subjectDer : a.issuerDer;
+  if (bytesEqual(left, b.issuerDer)) return true;
+  const leftText = aIsIssuer ? a.subject : a.issuer;
+  return leftText.toLowerCase() === b.issuer.toLowerCase();
+}
+
+function keyIdsAgree(issuer: Certificate, child: Certificate): boolean {
+  if (!child.authorityKeyId || !issuer.subjectKeyId) return true;
+  return child.authorityKeyId === issuer.subjectKeyId;
+}
+
+async function signedBy(child: Certificate, issuer: Certificate): Promise<boolean> {
+  try {
+    return await child.x509.verify({ publicKey: issuer.x509, signatureOnly: true });
+  } catch {
+    // Unsupported or mismatched algorithms mean "does not verify".
+    return false;
+  }
+}
+
+function checkValidity(cert: Certificate, now: Date, prefix: string): void {
+  if (now.getTime() < cert.notBefore.getTime()) {
+    throw new ChainError(
+      "notYetValid",
+      `${prefix}: certificate "${cert.subject}" is not valid before ${cert.notBefore.toISOString()}`,
+    );
+  }
+  if (now.getTime() > cert.notAfter.getTime()) {
+    throw new ChainError(
+      "expired",
+      `${prefix}: certificate "${cert.subject}" expired at ${cert.notAfter.toISOString()}`,
+    );
+  }
+}
+
+function checkIssuer(
+  issuer: Certificate,
+  trusted: boolean,
+  casBelow: number,
+  prefix: string,
+): void {
+  const isCA = issuer.isCA || (trusted && !issuer.hasBasicConstraints);
+  if (!isCA) throw new ChainError("notCA", `${prefix}: issuer "${issuer.subject}" is not a CA`);
+  if (issuer.keyUsage && !issuer.keyUsage.includes("keyCertSign")) {
+    throw new ChainError(
+      "keyUsage",
+      `${prefix}: issuer "${issuer.subject}" has no keyCertSign key usage`,
+    );
+  }
+  if (issuer.pathLength !== undefined && casBelow > issuer.pathLength) {
+    throw new ChainError(
+      "pathLength",
+      `${prefix}: issuer "${issuer.subject}" allows ${issuer.pathLength} CA(s) below it, path has ${casBelow}`,
+    );
+  }
+}
+
+/**
+ * Builds the path from `leaf` to one of `roots` and verifies it.
+ * @returns the chain in order: leaf first, root last
+ * @throws ChainError (code `failed`) with a `reason` and a message naming the certificate.
+ */
+export async function verifyChain(
+  leaf: Certificate,
+  opts: VerifyChainOptions,
+): Promise<Certificate[]> {
+  const now = opts.now ?? new Date();
+  const maxLength = opts.maxLength ?? 10;
+  const prefix = `Cannot verify certificate chain of "${leaf.subject}"`;
+  const isRoot = (c: Certificate) => opts.roots.some((r) => bytesEqual(r.der, c.der));
+  // Roots first, so that a root is preferred over a cross-signed intermediate of the same name.
+  const pool = [...opts.roots, ...(opts.intermediates ?? [])];
+  const chain: Certificate[] = [leaf];
+  let current = leaf;
+  for (;;) {
+    checkValidity(current, now, prefix);
+    if (isRoot(current)) return chain;
+    if (chain.length >= maxLength) {
+      throw new ChainError(
+        "untrusted",
+        `${prefix}: chain does not end at the root CA within ${maxLength} certificates`,
+      );
+    }
+    const candidates = pool.filter((c) =>
+      namesEqual(c, true, current) && keyIdsAgree(c, current) &&
+      !chain.some((x) => bytesEqual(x.der, c.der))
+    );
+    if (candidates.length === 0) {
+      throw new ChainError(
+        "untrusted",
+        current.isSelfIssued
+          ? `${prefix}: chain does not end at the root CA ("${current.subject}" is self-issued but not a trusted root)`
+          : `${prefix}: chain does not end at the root CA (no certificate for issuer "${current.issuer}" of "${current.subject}")`,
+      );
+    }
+    let issuer: Certificate | undefined;
+    for (const c of candidates) {
+      if (await signedBy(current, c)) {
+        issuer = c;
+        break;
+      }
+    }
+    if (!issuer) {
+      throw new ChainError(
+        "badSignature",
+        `${prefix}: signature of "${current.subject}" does not verify with issuer "${
+          candidates[0]?.subject
+        }"`,
+      );
+    }
+    // CAs strictly between the leaf and this issuer (self-issued ones do not count, RFC 5280).
+    const casBelow = chain.slice(1).filter((c) => !c.isSelfIssued).length;
+    checkIssuer(issuer, isRoot(issuer), casBelow, prefix);
+    chain.push(issuer);
+    current = issuer;
+  }
+}
