@@ -595,3 +595,80 @@ Deno.test("downloader: a killed process is resumed by a new one without refetchi
     await assertBlobFile(paths.file);
   });
 });
+
+Deno.test("downloader: a stalled body and a silent server time out and are retried", async () => {
+  await withCtx(async ({ dir, downloader, delays }) => {
+    const never = new Promise<void>(() => {});
+    await using srv = await startServer(async (req, i) => {
+      if (i === 0) {
+        return rangeResponse(req, blob.bytes, {
+          body: () => gatedBody(blob.bytes.slice(0, 10_000), new Uint8Array(), never),
+        });
+      }
+      if (i === 1) {
+        // No headers until the client gives up.
+        await new Promise((r) => req.signal.addEventListener("abort", r, { once: true }));
+        return new Response(null, { status: 500 });
+      }
+      return rangeResponse(req, blob.bytes);
+    });
+    const events: DownloadProgress[] = [];
+    const d = downloader({ tries: 3, stallTimeoutMs: 50, connectTimeoutMs: 50 });
+    const res = await d.download({
+      digest: blob.digest,
+      url: srv.url(),
+      dir,
+      onProgress: (e) => events.push(e),
+    });
+    await assertBlobFile(res.path);
+    assert.deepEqual(delays, [1000, 2000]);
+    const reasons = events.filter((e) => e.state === "interrupted").map((e) => e.error?.code);
+    assert.deepEqual(reasons, ["timeout", "timeout"]);
+    assert.equal(srv.seen[2]?.range, "bytes=10000-");
+  });
+});
+
+Deno.test("downloader: https with a custom CA", async () => {
+  await withCtx(async ({ dir, downloader }) => {
+    const key = join(dir, "key.pem"), cert = join(dir, "cert.pem");
+    const caKey = join(dir, "ca.key"), caCert = join(dir, "ca.pem"), csr = join(dir, "leaf.csr");
+    const ext = join(dir, "leaf.ext");
+    await Deno.writeTextFile(ext, "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n");
+    const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    for (
+      const args of [
+        ["req", "-x509", ...ec, "-keyout", caKey, "-out", caCert, "-days", "1", "-subj", "/CN=t"],
+        ["req", "-new", ...ec, "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1"],
+        ["x509", "-req", "-in", csr, "-CA", caCert, "-CAkey", caKey, "-CAcreateserial"]
+          .concat(["-out", cert, "-days", "1", "-extfile", ext]),
+      ]
+    ) {
+      const gen = await new Deno.Command("openssl", { args, stdout: "null", stderr: "piped" })
+        .output();
+      assert.equal(gen.code, 0, new TextDecoder().decode(gen.stderr));
+    }
+    const caPem = await Deno.readTextFile(caCert);
+    const certPem = await Deno.readTextFile(cert);
+    const { promise: listening, resolve } = Promise.withResolvers<number>();
+    const server = Deno.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      cert: certPem,
+      key: await Deno.readTextFile(key),
+      onListen: ({ port }) => resolve(port),
+    }, (req) => rangeResponse(req, blob.bytes));
+    try {
+      const url = `https://127.0.0.1:${await listening}/blob`;
+      const untrusting = downloader({ tries: 1 });
+      await rejectsWith(untrusting.download({ digest: blob.digest, url, dir }), "failed");
+      const res = await downloader({ caCerts: [caPem] }).download({
+        digest: blob.digest,
+        url,
+        dir,
+      });
+      await assertBlobFile(res.path);
+    } finally {
+      await server.shutdown();
+    }
+  });
+});
