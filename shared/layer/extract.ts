@@ -1,0 +1,647 @@
+/**
+ * Safe streaming extraction of OCI layers (tar, optionally gzip) into a directory.
+ * @module
+ */
+import { lchown, lutimes } from "node:fs/promises";
+import { AosError, type ErrorCode } from "../core/errors.ts";
+import type { Logger } from "../core/logger.ts";
+import { nullLogger } from "../core/logger.ts";
+import { type TarEntry, TarReader } from "./tar_reader.ts";
+
+/**
+ * What to do with OCI whiteout entries (`.wh.<name>`, `.wh..wh..opq`):
+ * - `delete`: apply them onto the target as a lower layer (remove `<name>`, or the previous
+ *   content of an opaque dir); the markers themselves are not created.
+ * - `overlay`: turn them into overlayfs whiteouts (a char device 0:0 named `<name>`, and the
+ *   `trusted.overlay.opaque=y` xattr on an opaque dir), as AosCore does for layer dirs.
+ * - `keep`: extract them as the plain files they are.
+ */
+export type WhiteoutMode = "delete" | "overlay" | "keep";
+
+/** Compression of the input; `auto` sniffs the gzip magic. */
+export type LayerInputCompression = "gzip" | "none" | "auto";
+
+/** Bounds that stop decompression bombs early. */
+export interface ExtractLimits {
+  /** Sum of regular file sizes (bytes). Exceeding it fails with `noMemory`. */
+  maxTotalBytes: number;
+  /** Number of entries. Exceeding it fails with `outOfRange`. */
+  maxEntries: number;
+  /** Size of one regular file (bytes). Exceeding it fails with `noMemory`. */
+  maxEntrySize: number;
+  /** Length of an entry path or link target. Exceeding it fails with `outOfRange`. */
+  maxPathLength: number;
+}
+
+/** Default bounds: generous for real service layers, finite for bombs. */
+export const DEFAULT_EXTRACT_LIMITS: ExtractLimits = {
+  maxTotalBytes: 16 * 1024 ** 3,
+  maxEntries: 1_000_000,
+  maxEntrySize: 8 * 1024 ** 3,
+  maxPathLength: 4096,
+};
+
+/** Creates a device node or FIFO (Deno has no mknod). */
+export type MknodFn = (
+  path: string,
+  kind: "char" | "block" | "fifo",
+  major: number,
+  minor: number,
+) => Promise<void>;
+
+/** Sets an extended attribute on a path (Deno has no xattr API). */
+export type SetXattrFn = (path: string, name: string, value: string) => Promise<void>;
+
+async function runTool(binary: string, args: string[]): Promise<void> {
+  let out: Deno.CommandOutput;
+  try {
+    out = await new Deno.Command(binary, { args, stdin: "null", stdout: "null", stderr: "piped" })
+      .output();
+  } catch (err) {
+    throw new AosError("failed", `cannot run ${binary}: ${(err as Error).message}`, { cause: err });
+  }
+  if (!out.success) {
+    const why = new TextDecoder().decode(out.stderr).trim() || `exit code ${out.code}`;
+    throw new AosError("failed", `${binary} ${args.join(" ")} failed: ${why}`, {
+      exitCode: out.code,
+    });
+  }
+}
+
+/** A {@link MknodFn} that runs the `mknod` tool (needs `--allow-run=mknod`). */
+export function commandMknod(binary = "mknod"): MknodFn {
+  // Paths handed in are absolute, so they can never be mistaken for options.
+  return (path, kind, major, minor) =>
+    runTool(
+      binary,
+      kind === "fifo"
+        ? [path, "p"]
+        : [path, kind === "char" ? "c" : "b", String(major), String(minor)],
+    );
+}
+
+/** A {@link SetXattrFn} that runs `setfattr` (package `attr`; needs `--allow-run=setfattr`). */
+export function commandSetXattr(binary = "setfattr"): SetXattrFn {
+  return (path, name, value) => runTool(binary, ["-n", name, "-v", value, path]);
+}
+
+/** Options of {@link extractLayer}. */
+export interface ExtractOptions {
+  /** Names the layer in error messages, e.g. its digest. */
+  label?: string;
+  /** Input compression (default `auto`). */
+  compression?: LayerInputCompression;
+  /** Whiteout handling (default `delete`). */
+  whiteoutMode?: WhiteoutMode;
+  /** Create char/block device entries (default false: they fail the extraction). */
+  allowDevices?: boolean;
+  /** Apply owners from the archive (default: when running as root). */
+  chown?: boolean;
+  /** Limits; unset fields take {@link DEFAULT_EXTRACT_LIMITS}. */
+  limits?: Partial<ExtractLimits>;
+  /** Device/FIFO creation (default {@link commandMknod}). */
+  mknod?: MknodFn;
+  /** xattr setter for opaque dirs in `overlay` mode (default {@link commandSetXattr}). */
+  setXattr?: SetXattrFn;
+  /** Aborts the extraction (`canceled`). */
+  signal?: AbortSignal;
+  /** Logger. */
+  logger?: Logger;
+}
+
+/** What an extraction did. */
+export interface ExtractResult {
+  /** Entries processed (metadata headers not counted). */
+  entries: number;
+  /** Bytes of regular file content written. */
+  fileBytes: number;
+  /** Bytes of uncompressed tar stream read. */
+  tarBytes: number;
+  /** Paths (relative) removed (`delete`) or turned into overlay whiteouts (`overlay`). */
+  whiteouts: string[];
+  /** Dirs (relative, `.` for the root) made opaque. */
+  opaqueDirs: string[];
+}
+
+const WRITE_BUFFER = 1024 * 1024;
+const MAX_SYMLINK_HOPS = 40;
+const WHITEOUT_PREFIX = ".wh.";
+const OPAQUE_MARKER = ".wh..wh..opq";
+
+function defaultChown(): boolean {
+  try {
+    return Deno.uid() === 0;
+  } catch {
+    return false; // no --allow-sys=uid: assume not root
+  }
+}
+
+function codeOf(err: unknown): ErrorCode {
+  if (err instanceof AosError) return err.code;
+  if (err instanceof Deno.errors.NotFound) return "notFound";
+  if (err instanceof Deno.errors.AlreadyExists) return "alreadyExist";
+  if (err instanceof Error && /No space left/i.test(err.message)) return "noMemory";
+  return "failed";
+}
+
+async function lstatOrUndefined(path: string): Promise<Deno.FileInfo | undefined> {
+  try {
+    return await Deno.lstat(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return undefined;
+    throw err;
+  }
+}
+
+async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < data.length) off += await file.write(data.subarray(off));
+}
+
+/**
+ * Splits an archive path into safe components. Absolute paths and `..` components are
+ * rejected (not stripped): a layer that contains them is malformed or hostile.
+ */
+export function splitEntryPath(path: string): string[] {
+  if (path.includes("\0")) throw new AosError("invalidArgument", "path contains a NUL byte");
+  if (path.startsWith("/")) throw new AosError("invalidArgument", "absolute path is not allowed");
+  const parts: string[] = [];
+  for (const p of path.split("/")) {
+    if (p === "" || p === ".") continue;
+    if (p === "..") throw new AosError("invalidArgument", "path with '..' escapes the target");
+    parts.push(p);
+  }
+  return parts;
+}
+
+class Extractor {
+  readonly #root: string;
+  readonly #opts: ExtractOptions;
+  readonly #limits: ExtractLimits;
+  readonly #chown: boolean;
+  readonly #whiteoutMode: WhiteoutMode;
+  readonly #mknod: MknodFn;
+  readonly #setXattr: SetXattrFn;
+  readonly #buf = new Uint8Array(WRITE_BUFFER);
+  /** Relative paths verified to be real directories (every component, no symlink). */
+  readonly #dirs = new Set<string>([""]);
+  /** Relative paths created by this layer (whiteouts only hide lower content). */
+  readonly #created = new Set<string>();
+  readonly #deferredDirs = new Map<string, TarEntry>();
+  readonly result: ExtractResult = {
+    entries: 0,
+    fileBytes: 0,
+    tarBytes: 0,
+    whiteouts: [],
+    opaqueDirs: [],
+  };
+
+  constructor(root: string, opts: ExtractOptions) {
+    this.#root = root;
+    this.#opts = opts;
+    this.#limits = { ...DEFAULT_EXTRACT_LIMITS, ...opts.limits };
+    this.#chown = opts.chown ?? defaultChown();
+    this.#whiteoutMode = opts.whiteoutMode ?? "delete";
+    this.#mknod = opts.mknod ?? commandMknod();
+    this.#setXattr = opts.setXattr ?? commandSetXattr();
+  }
+
+  get limits(): ExtractLimits {
+    return this.#limits;
+  }
+
+  #abs(rel: string): string {
+    return rel === "" ? this.#root : `${this.#root}/${rel}`;
+  }
+
+  /**
+   * Resolves parent components to a real directory inside the root, following symlinks only
+   * when they stay inside (absolute or climbing targets are an escape). Missing directories
+   * are created when `create`, else `undefined` is returned.
+   */
+  async #resolveDir(parts: string[], create: boolean): Promise<string[] | undefined> {
+    const logical = parts.join("/");
+    if (this.#dirs.has(logical)) return parts.slice();
+    const real: string[] = [];
+    const queue = parts.slice();
+    let hops = 0;
+    while (queue.length > 0) {
+      const c = queue.shift()!;
+      if (c === "" || c === ".") continue;
+      if (c === "..") {
+        if (real.length === 0) {
+          throw new AosError("invalidArgument", "path escapes the target through a symlink");
+        }
+        real.pop();
+        continue;
+      }
+      real.push(c);
+      const rel = real.join("/");
+      if (this.#dirs.has(rel)) continue;
+      const abs = this.#abs(rel);
+      const st = await lstatOrUndefined(abs);
+      if (st === undefined) {
+        if (!create) return undefined;
+        await Deno.mkdir(abs, { mode: 0o755 });
+        this.#created.add(rel);
+      } else if (st.isSymlink) {
+        if (++hops > MAX_SYMLINK_HOPS) {
+          throw new AosError("invalidArgument", "too many levels of symlinks");
+        }
+        const target = await Deno.readLink(abs);
+        if (target.startsWith("/")) {
+          throw new AosError(
+            "invalidArgument",
+            `path passes through symlink "${rel}" -> "${target}" which points outside the target`,
+          );
+        }
+        real.pop();
+        // Climbing above the root is caught by the ".." check above.
+        const depth = real.length;
+        const ups = target.split("/").reduce((n, p) => {
+          if (n < 0) return n;
+          return p === ".." ? n - 1 : p === "" || p === "." ? n : n + 1;
+        }, depth);
+        if (ups < 0) {
+          throw new AosError(
+            "invalidArgument",
+            `path passes through symlink "${rel}" -> "${target}" which points outside the target`,
+          );
+        }
+        queue.unshift(...target.split("/"));
+        continue;
+      } else if (!st.isDirectory) {
+        throw new AosError("invalidArgument", `parent "${rel}" is not a directory`);
+      }
+      this.#dirs.add(rel);
+    }
+    return real;
+  }
+
+  /** Clears the way for a new entry; returns true when an existing dir is kept for a dir entry. */
+  async #prepare(rel: string, keepDir: boolean): Promise<boolean> {
+    const st = await lstatOrUndefined(this.#abs(rel));
+    if (st === undefined) return false;
+    if (st.isDirectory && keepDir) return true;
+    await Deno.remove(this.#abs(rel), { recursive: st.isDirectory });
+    if (st.isDirectory) this.#dirs.clear(), this.#dirs.add("");
+    return false;
+  }
+
+  async #meta(abs: string, e: TarEntry, symlink: boolean): Promise<void> {
+    if (this.#chown) await lchown(abs, e.uid, e.gid);
+    if (symlink) {
+      // Not every platform can set a symlink's times; the link works without them.
+      await lutimes(abs, e.mtime, e.mtime).catch(() => {});
+      return;
+    }
+    // chmod after chown: chown clears setuid/setgid bits.
+    await Deno.chmod(abs, e.mode);
+    await Deno.utime(abs, e.mtime, e.mtime);
+  }
+
+  #admit(e: TarEntry): void {
+    const l = this.#limits;
+    if (++this.result.entries > l.maxEntries) {
+      throw new AosError(
+        "outOfRange",
+        `more than ${l.maxEntries} entries (possible decompression bomb), stopped`,
+      );
+    }
+    if (e.size > l.maxEntrySize) {
+      throw new AosError(
+        "noMemory",
+        `entry of ${e.size} bytes exceeds the single-entry limit of ${l.maxEntrySize} (possible decompression bomb), stopped`,
+      );
+    }
+    if (this.result.fileBytes + e.size > l.maxTotalBytes) {
+      throw new AosError(
+        "noMemory",
+        `extracting ${e.size} more bytes after ${this.result.fileBytes} exceeds the total limit of ${l.maxTotalBytes} (possible decompression bomb), stopped`,
+      );
+    }
+  }
+
+  async entry(e: TarEntry, reader: TarReader): Promise<void> {
+    this.#admit(e);
+    const parts = splitEntryPath(e.path);
+    if (parts.length === 0) {
+      if (e.type !== "directory") {
+        throw new AosError("invalidArgument", `a ${e.type} entry cannot replace the target root`);
+      }
+      if (this.#chown) await lchown(this.#root, e.uid, e.gid);
+      this.#deferredDirs.set("", e);
+      return;
+    }
+    const base = parts[parts.length - 1]!;
+    if (this.#whiteoutMode !== "keep" && base.startsWith(WHITEOUT_PREFIX)) {
+      return await this.#whiteout(parts, base);
+    }
+    if ((e.type === "charDevice" || e.type === "blockDevice") && !this.#opts.allowDevices) {
+      throw new AosError("invalidArgument", "device nodes are not allowed (allowDevices is off)");
+    }
+    const parent = await this.#resolveDir(parts.slice(0, -1), true);
+    const rel = [...parent!, base].join("/");
+    const abs = this.#abs(rel);
+    switch (e.type) {
+      case "file": {
+        await this.#prepare(rel, false);
+        const file = await Deno.open(abs, { write: true, createNew: true, mode: 0o600 });
+        try {
+          await this.#writeBody(file, reader);
+        } finally {
+          file.close();
+        }
+        this.result.fileBytes += e.size;
+        await this.#meta(abs, e, false);
+        break;
+      }
+      case "directory": {
+        if (!(await this.#prepare(rel, true))) await Deno.mkdir(abs, { mode: 0o700 });
+        if (this.#chown) await lchown(abs, e.uid, e.gid);
+        this.#dirs.add(rel);
+        // Mode and mtime last: children change the mtime, and a read-only mode would block them.
+        this.#deferredDirs.set(rel, e);
+        break;
+      }
+      case "symlink": {
+        if (e.linkname === "") {
+          throw new AosError("invalidArgument", "symlink with an empty target");
+        }
+        if (e.linkname.includes("\0")) {
+          throw new AosError("invalidArgument", "symlink target contains NUL");
+        }
+        await this.#prepare(rel, false);
+        await Deno.symlink(e.linkname, abs);
+        await this.#meta(abs, e, true);
+        break;
+      }
+      case "hardlink": {
+        let targetParts: string[];
+        try {
+          targetParts = splitEntryPath(e.linkname);
+        } catch (err) {
+          throw new AosError(
+            "invalidArgument",
+            `hardlink target "${e.linkname}" escapes the target: ${(err as Error).message}`,
+          );
+        }
+        if (targetParts.length === 0) {
+          throw new AosError("invalidArgument", "hardlink to the target root");
+        }
+        const tparent = await this.#resolveDir(targetParts.slice(0, -1), false);
+        const trel = tparent && [...tparent, targetParts[targetParts.length - 1]!].join("/");
+        const tst = trel === undefined ? undefined : await lstatOrUndefined(this.#abs(trel));
+        if (trel === undefined || tst === undefined) {
+          throw new AosError("notFound", `hardlink target "${e.linkname}" does not exist`);
+        }
+        if (tst.isDirectory) {
+          throw new AosError("invalidArgument", `hardlink target "${e.linkname}" is a directory`);
+        }
+        if (trel === rel) break;
+        await this.#prepare(rel, false);
+        await Deno.link(this.#abs(trel), abs);
+        break;
+      }
+      case "charDevice":
+      case "blockDevice":
+      case "fifo": {
+        await this.#prepare(rel, false);
+        const kind = e.type === "fifo" ? "fifo" : e.type === "charDevice" ? "char" : "block";
+        await this.#mknod(abs, kind, e.devmajor, e.devminor);
+        await this.#meta(abs, e, false);
+        break;
+      }
+    }
+    this.#created.add(rel);
+  }
+
+  async #writeBody(file: Deno.FsFile, reader: TarReader): Promise<void> {
+    const buf = this.#buf;
+    const signal = this.#opts.signal;
+    let fill = 0;
+    for await (const s of reader.body()) {
+      if (signal?.aborted) throw new AosError("canceled", "extraction canceled");
+      if (fill + s.length > buf.length) {
+        await writeAll(file, buf.subarray(0, fill));
+        fill = 0;
+      }
+      if (s.length >= buf.length / 2) {
+        await writeAll(file, s);
+      } else {
+        buf.set(s, fill);
+        fill += s.length;
+      }
+    }
+    if (fill > 0) await writeAll(file, buf.subarray(0, fill));
+  }
+
+  async #whiteout(parts: string[], base: string): Promise<void> {
+    const parentParts = parts.slice(0, -1);
+    const overlay = this.#whiteoutMode === "overlay";
+    if (base === OPAQUE_MARKER) {
+      const dir = (await this.#resolveDir(parentParts, true))!.join("/");
+      if (overlay) {
+        await this.#setXattr(this.#abs(dir), "trusted.overlay.opaque", "y");
+      } else {
+        await this.#prune(dir);
+      }
+      this.result.opaqueDirs.push(dir || ".");
+      return;
+    }
+    const name = base.slice(WHITEOUT_PREFIX.length);
+    if (name === "" || name === "." || name === "..") {
+      throw new AosError("invalidArgument", `malformed whiteout "${base}"`);
+    }
+    const parent = await this.#resolveDir(parentParts, overlay);
+    if (parent === undefined) return; // nothing below to hide
+    const rel = [...parent, name].join("/");
+    if (overlay) {
+      await this.#prepare(rel, false);
+      await this.#mknod(this.#abs(rel), "char", 0, 0);
+      if (this.#chown) await lchown(this.#abs(rel), 0, 0);
+      this.#created.add(rel);
+    } else {
+      // A whiteout only hides lower layers, never what this layer itself wrote.
+      if (this.#created.has(rel)) return;
+      const st = await lstatOrUndefined(this.#abs(rel));
+      if (st === undefined) return;
+      await Deno.remove(this.#abs(rel), { recursive: st.isDirectory });
+      if (st.isDirectory) this.#dirs.clear(), this.#dirs.add("");
+    }
+    this.result.whiteouts.push(rel);
+  }
+
+  /** Removes everything below `dir` that this layer did not create. */
+  async #prune(dir: string): Promise<void> {
+    const children: Deno.DirEntry[] = [];
+    for await (const d of Deno.readDir(this.#abs(dir))) children.push(d);
+    for (const d of children) {
+      const rel = dir === "" ? d.name : `${dir}/${d.name}`;
+      if (!this.#created.has(rel)) {
+        await Deno.remove(this.#abs(rel), { recursive: d.isDirectory });
+        if (d.isDirectory) this.#dirs.clear(), this.#dirs.add("");
+      } else if (d.isDirectory && !d.isSymlink) {
+        await this.#prune(rel);
+      }
+    }
+  }
+
+  async finish(): Promise<void> {
+    for (const [rel, e] of this.#deferredDirs) {
+      const st = await lstatOrUndefined(this.#abs(rel));
+      // Removed or replaced (possibly by a symlink) later in the layer: nothing to apply.
+      if (st === undefined || !st.isDirectory) continue;
+      await Deno.chmod(this.#abs(rel), e.mode);
+      await Deno.utime(this.#abs(rel), e.mtime, e.mtime);
+    }
+  }
+}
+
+async function* prepend(first: Uint8Array, rest: ReadableStreamDefaultReader<Uint8Array>) {
+  try {
+    yield first;
+    for (;;) {
+      const r = await rest.read();
+      if (r.done) return;
+      yield r.value;
+    }
+  } finally {
+    // Early exit (error or cancel): stop the source too.
+    await rest.cancel().catch(() => {});
+  }
+}
+
+async function decompressed(
+  source: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>,
+  compression: LayerInputCompression,
+): Promise<ReadableStream<Uint8Array>> {
+  let stream = source instanceof ReadableStream ? source : ReadableStream.from(source);
+  if (compression === "auto") {
+    const reader = stream.getReader();
+    const first = await reader.read();
+    if (first.done) {
+      reader.releaseLock();
+      return new ReadableStream({ start: (c) => c.close() });
+    }
+    compression = first.value[0] === 0x1f && first.value[1] === 0x8b ? "gzip" : "none";
+    stream = ReadableStream.from(prepend(first.value, reader));
+  }
+  if (compression === "gzip") {
+    return stream.pipeThrough(
+      new DecompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>,
+    );
+  }
+  return stream;
+}
+
+/**
+ * Extracts a layer stream into `target` (which must exist). The layer is never held in memory:
+ * headers are parsed and bodies written as the bytes arrive.
+ *
+ * Confinement: absolute paths and `..` are rejected; symlinks inside the target are followed only
+ * when they resolve inside it; files are created with O_EXCL after removing what was there, so a
+ * final-component symlink is never written through; hardlink targets must resolve inside.
+ * On error nothing outside `target` has been touched, and `target` holds a partial extraction:
+ * the caller decides whether to {@link removeExtracted} it. Errors name the entry and the reason.
+ */
+export async function extractLayer(
+  source: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>,
+  target: string,
+  options: ExtractOptions = {},
+): Promise<ExtractResult> {
+  const label = options.label ?? target;
+  const log = options.logger ?? nullLogger;
+  let root: string;
+  try {
+    root = await Deno.realPath(target);
+    if (!(await Deno.stat(root)).isDirectory) throw new Error("not a directory");
+  } catch (err) {
+    if (!(source instanceof ReadableStream)) {
+      await (source as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]().return?.();
+    } else await source.cancel().catch(() => {});
+    throw new AosError(
+      "notFound",
+      `Cannot extract layer ${label}: target ${target}: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+  const x = new Extractor(root, options);
+  const stream = await decompressed(source, options.compression ?? "auto");
+  const reader = new TarReader(stream, { maxPathLength: x.limits.maxPathLength });
+  let current: TarEntry | undefined;
+  let previous: string | undefined;
+  try {
+    for (;;) {
+      if (options.signal?.aborted) throw new AosError("canceled", "extraction canceled");
+      current = undefined;
+      const e = await reader.next();
+      if (e === null) break;
+      current = e;
+      await x.entry(e, reader);
+      previous = e.path;
+    }
+    current = undefined;
+    await x.finish();
+  } catch (err) {
+    await reader.close().catch(() => {});
+    const where = current
+      ? `entry "${current.path}"`
+      : previous === undefined
+      ? `at tar offset ${reader.offset}`
+      : `after entry "${previous}"`;
+    const why = err instanceof AosError || current
+      ? (err as Error).message
+      : `cannot read the layer stream: ${(err as Error).message}`;
+    const code = err instanceof AosError || current ? codeOf(err) : "invalidArgument";
+    throw new AosError(code, `Cannot extract layer ${label}: ${where}: ${why}`, { cause: err });
+  }
+  x.result.tarBytes = reader.offset;
+  log.debug("layer extracted", {
+    layer: label,
+    entries: x.result.entries,
+    bytes: x.result.fileBytes,
+  });
+  return x.result;
+}
+
+/** Extracts a layer file (see {@link extractLayer}). */
+export async function extractLayerFile(
+  path: string,
+  target: string,
+  options: ExtractOptions = {},
+): Promise<ExtractResult> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true });
+  } catch (err) {
+    throw new AosError(
+      codeOf(err),
+      `Cannot extract layer ${options.label ?? path}: ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
+  }
+  // The readable closes the file when it ends or is cancelled.
+  return await extractLayer(file.readable, target, options);
+}
+
+/**
+ * Removes a (partially) extracted target and everything below it, never following symlinks.
+ * A missing target is fine.
+ */
+export async function removeExtracted(target: string): Promise<void> {
+  try {
+    await Deno.remove(target, { recursive: true });
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return;
+    throw new AosError(
+      "failed",
+      `Cannot remove extracted layer ${target}: ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
+  }
+}
