@@ -182,7 +182,7 @@ export class Certificate {
       : undefined;
 
     const eku = cert.getExtension(x509.ExtendedKeyUsageExtension);
-    this.extendedKeyUsage = (eku?.usages ?? []).map((u) =>
+    this.extendedKeyUsage = Array.from(eku?.usages ?? [], String).map((u) =>
       EKU_NAME_BY_OID.get(String(u)) ?? String(u)
     );
 

@@ -99,7 +99,9 @@ export async function parseCsr(pem: string): Promise<CsrInfo> {
   return {
     subject,
     dnsNames: (san?.names.toJSON() ?? []).filter((n) => n.type === "dns").map((n) => n.value),
-    extendedKeyUsage: (eku?.usages ?? []).map((u) => EKU_NAMES[String(u)] ?? String(u)),
+    extendedKeyUsage: Array.from(eku?.usages ?? [], String).map((u) =>
+      EKU_NAMES[String(u)] ?? String(u)
+    ),
     publicKeySpki: new Uint8Array(csr.publicKey.rawData),
     publicKey: await csr.publicKey.export(),
   };
