@@ -243,17 +243,19 @@ function rsaDiagnosis(
   }
 }
 
-/**
- * Verifies a blob's signature and the signer's chain.
- * @param blob the (decrypted) blob: bytes or a stream, read once
- * @returns the verified chain, signer first, root last
- * @throws SignatureError with a `reason` (see {@link SignatureError}).
- */
-export async function verifyBlobSignature(
-  blob: Uint8Array | ByteSource,
+async function release(blob: Uint8Array | ByteSource): Promise<void> {
+  try {
+    if (blob instanceof ReadableStream) await blob.cancel();
+    else if (!(blob instanceof Uint8Array)) await blob[Symbol.asyncIterator]().return?.();
+  } catch {
+    // Best effort: the original error matters more.
+  }
+}
+
+async function checkSigner(
   info: SignInfo,
   trust: SignatureTrust,
-): Promise<Certificate[]> {
+): Promise<{ alg: SignAlgorithm; signer: Certificate; sig: Uint8Array; chain: Certificate[] }> {
   const alg = parseSignAlg(info.alg);
   const sig = (() => {
     try {
@@ -286,6 +288,31 @@ export async function verifyBlobSignature(
       "wrongKey",
       `Cannot verify blob signature: algorithm "${info.alg}" does not fit the ${signer.publicKeyAlgorithm} key of "${signer.subject}"`,
     );
+  }
+  return { alg, signer, sig, chain };
+}
+
+/**
+ * Verifies a blob's signature and the signer's chain.
+ * @param blob the (decrypted) blob: bytes or a stream, read once
+ * @returns the verified chain, signer first, root last
+ * @throws SignatureError with a `reason` (see {@link SignatureError}).
+ */
+export async function verifyBlobSignature(
+  blob: Uint8Array | ByteSource,
+  info: SignInfo,
+  trust: SignatureTrust,
+): Promise<Certificate[]> {
+  let alg: SignAlgorithm;
+  let signer: Certificate;
+  let sig: Uint8Array;
+  let chain: Certificate[];
+  try {
+    ({ alg, signer, sig, chain } = await checkSigner(info, trust));
+  } catch (err) {
+    // The blob will not be read: release the file or socket behind it.
+    await release(blob);
+    throw err;
   }
   const key = createPublicKey({
     key: Buffer.from(signer.publicKeySpki),
