@@ -189,19 +189,25 @@ export function createDecryptStream(p: DecryptParams): TransformStream<Uint8Arra
   let tail = new Uint8Array(0);
   return new TransformStream({
     transform(chunk, controller) {
-      let data: Uint8Array = chunk;
-      if (!given) {
-        const all = new Uint8Array(tail.byteLength + chunk.byteLength);
-        all.set(tail);
-        all.set(chunk, tail.byteLength);
-        const cut = Math.max(0, all.byteLength - tagLength);
-        data = all.subarray(0, cut);
-        tail = all.slice(cut);
-      }
-      if (data.byteLength) {
+      const feed = (data: Uint8Array) => {
+        if (!data.byteLength) return;
         const out = d.update(buf(data));
         if (out.byteLength) controller.enqueue(new Uint8Array(out));
+      };
+      if (given) return feed(chunk);
+      if (chunk.byteLength >= tagLength) {
+        // Common case: the held-back bytes are ciphertext; keep the chunk's end instead.
+        feed(tail);
+        feed(chunk.subarray(0, chunk.byteLength - tagLength));
+        tail = chunk.slice(chunk.byteLength - tagLength);
+        return;
       }
+      const all = new Uint8Array(tail.byteLength + chunk.byteLength);
+      all.set(tail);
+      all.set(chunk, tail.byteLength);
+      const cut = Math.max(0, all.byteLength - tagLength);
+      feed(all.subarray(0, cut));
+      tail = all.slice(cut);
     },
     flush(controller) {
       if (!given) {
