@@ -9,3 +9,4 @@ export * from "./channel.ts";
 export * from "./cleanup.ts";
 export * from "./time.ts";
 export * from "./mutex.ts";
+export * from "./semver.ts";

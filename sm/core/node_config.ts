@@ -7,6 +7,7 @@ import { z } from "zod";
 import { ciObject } from "@aos/shared/config";
 import { AosError, toAosError } from "@aos/shared/errors";
 import type { Logger } from "@aos/shared/logger";
+import { compareSemver, isSemver } from "@aos/shared/core";
 
 /** Largest node config accepted (bytes of JSON). */
 export const MAX_NODE_CONFIG = 256 * 1024;
@@ -61,25 +62,6 @@ export interface NodeConfigStatus {
   state: "absent" | "installed" | "failed";
   version: string;
   error?: AosError;
-}
-
-const SEMVER = /^v?(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$/;
-
-/** Compares two semver strings (pre-releases sort before the release). */
-export function compareSemver(a: string, b: string): number {
-  const pa = SEMVER.exec(a);
-  const pb = SEMVER.exec(b);
-  if (!pa) throw new AosError("invalidArgument", `"${a}" is not a semantic version`);
-  if (!pb) throw new AosError("invalidArgument", `"${b}" is not a semantic version`);
-  for (let i = 1; i <= 3; i++) {
-    const d = Number(pa[i]) - Number(pb[i]);
-    if (d !== 0) return Math.sign(d);
-  }
-  const [ra, rb] = [pa[4], pb[4]];
-  if (ra === rb) return 0;
-  if (ra === undefined) return 1;
-  if (rb === undefined) return -1;
-  return ra < rb ? -1 : 1;
 }
 
 /** Parses a node config JSON text; errors say which key is wrong. */
@@ -147,7 +129,7 @@ export class NodeConfigManager {
   check(text: string, version: string): NodeConfig {
     if (this.#status.state === "failed" && this.#status.error) throw this.#status.error;
     const config = parseNodeConfig(text);
-    if (!SEMVER.test(version)) {
+    if (!isSemver(version)) {
       throw new AosError(
         "invalidArgument",
         `Node config version "${version}" is not a semantic version`,

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { nullLogger } from "@aos/shared/logger";
-import { compareSemver, NodeConfigManager } from "./node_config.ts";
+import { compareSemver } from "@aos/shared/core";
+import { NodeConfigManager } from "./node_config.ts";
 import { loadResources, resolveResources } from "./resources.ts";
 
 const cfg = (extra: Record<string, unknown> = {}) =>
