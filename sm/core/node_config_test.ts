@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import { nullLogger } from "@aos/shared/logger";
 import { compareSemver } from "@aos/shared/core";
 import { NodeConfigManager } from "./node_config.ts";
-import { loadResources, resolveResources } from "./resources.ts";
 
 const cfg = (extra: Record<string, unknown> = {}) =>
   JSON.stringify({ nodeGroupSubject: { codename: "main" }, labels: ["x"], priority: 1, ...extra });
@@ -50,33 +49,6 @@ Deno.test("node config: check/set with strictly increasing versions, persisted, 
     await broken.load();
     assert.equal(broken.status.state, "failed");
     assert.throws(() => broken.check(cfg(), "2.0.0"));
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
-Deno.test("resources.cfg: missing file is empty, lookups by name, unknown name is a clear error", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    assert.deepEqual(await loadResources(`${dir}/none.cfg`), []);
-    const file = `${dir}/resources.cfg`;
-    await Deno.writeTextFile(
-      file,
-      JSON.stringify([{
-        Name: "camera0",
-        SharedCount: 2,
-        groups: ["video"],
-        devices: ["/dev/null:/dev/cam"],
-        envs: ["A=B"],
-      }]),
-    );
-    const all = await loadResources(file);
-    assert.equal(all[0]!.sharedCount, 2);
-    assert.equal(resolveResources(all, ["camera0"], file)[0]!.envs[0], "A=B");
-    assert.throws(
-      () => resolveResources(all, ["gpu"], file),
-      /resource "gpu" is not defined in .*resources\.cfg/,
-    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
