@@ -259,7 +259,8 @@ export class IamClient implements AsyncDisposable {
 
   /** The component's current certificate as IAM reported it; `undefined` when insecure. */
   certInfo(): CertInfo | undefined {
-    return this.#creds?.cert;
+    const cert = this.#creds?.cert;
+    return cert ? { ...cert, issuer: cert.issuer.slice() } : undefined;
   }
 
   /**
