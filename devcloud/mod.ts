@@ -3,4 +3,4 @@
  * (discovery, WSS protocol v7, blobs, dev PKI, dashboard). Not a production cloud.
  * @module
  */
-export {};
+export * from "./config.ts";
