@@ -2,7 +2,7 @@
  * Safe streaming extraction of OCI layers (tar, optionally gzip) into a directory.
  * @module
  */
-import { lchown, lutimes } from "node:fs/promises";
+import { lchownSync, lutimesSync } from "node:fs";
 import { AosError, type ErrorCode } from "../core/errors.ts";
 import type { Logger } from "../core/logger.ts";
 import { nullLogger } from "../core/logger.ts";
@@ -144,9 +144,9 @@ function codeOf(err: unknown): ErrorCode {
   return "failed";
 }
 
-async function lstatOrUndefined(path: string): Promise<Deno.FileInfo | undefined> {
+function lstatOrUndefined(path: string): Deno.FileInfo | undefined {
   try {
-    return await Deno.lstat(path);
+    return Deno.lstatSync(path);
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) return undefined;
     throw err;
@@ -219,7 +219,7 @@ class Extractor {
    * when they stay inside (absolute or climbing targets are an escape). Missing directories
    * are created when `create`, else `undefined` is returned.
    */
-  async #resolveDir(parts: string[], create: boolean): Promise<string[] | undefined> {
+  #resolveDir(parts: string[], create: boolean): string[] | undefined {
     const logical = parts.join("/");
     if (this.#dirs.has(logical)) return parts.slice();
     const real: string[] = [];
@@ -239,16 +239,16 @@ class Extractor {
       const rel = real.join("/");
       if (this.#dirs.has(rel)) continue;
       const abs = this.#abs(rel);
-      const st = await lstatOrUndefined(abs);
+      const st = lstatOrUndefined(abs);
       if (st === undefined) {
         if (!create) return undefined;
-        await Deno.mkdir(abs, { mode: 0o755 });
+        Deno.mkdirSync(abs, { mode: 0o755 });
         this.#created.add(rel);
       } else if (st.isSymlink) {
         if (++hops > MAX_SYMLINK_HOPS) {
           throw new AosError("invalidArgument", "too many levels of symlinks");
         }
-        const target = await Deno.readLink(abs);
+        const target = Deno.readLinkSync(abs);
         if (target.startsWith("/")) {
           throw new AosError(
             "invalidArgument",
@@ -280,7 +280,7 @@ class Extractor {
 
   /** Clears the way for a new entry; returns true when an existing dir is kept for a dir entry. */
   async #prepare(rel: string, keepDir: boolean): Promise<boolean> {
-    const st = await lstatOrUndefined(this.#abs(rel));
+    const st = lstatOrUndefined(this.#abs(rel));
     if (st === undefined) return false;
     if (st.isDirectory && keepDir) return true;
     await Deno.remove(this.#abs(rel), { recursive: st.isDirectory });
@@ -288,16 +288,34 @@ class Extractor {
     return false;
   }
 
-  async #meta(abs: string, e: TarEntry, symlink: boolean): Promise<void> {
-    if (this.#chown) await lchown(abs, e.uid, e.gid);
+  /**
+   * Owner, mode and times. Synchronous on purpose: each call is a few microseconds, while an
+   * async fs op costs a thread-pool round trip that, per small file, costs more than the work.
+   */
+  #meta(abs: string, e: TarEntry, symlink: boolean): void {
+    if (this.#chown) lchownSync(abs, e.uid, e.gid);
     if (symlink) {
-      // Not every platform can set a symlink's times; the link works without them.
-      await lutimes(abs, e.mtime, e.mtime).catch(() => {});
+      try {
+        lutimesSync(abs, e.mtime, e.mtime);
+      } catch {
+        // Not every platform can set a symlink's times; the link works without them.
+      }
       return;
     }
     // chmod after chown: chown clears setuid/setgid bits.
-    await Deno.chmod(abs, e.mode);
-    await Deno.utime(abs, e.mtime, e.mtime);
+    Deno.chmodSync(abs, e.mode);
+    Deno.utimeSync(abs, e.mtime, e.mtime);
+  }
+
+  /** Runs a create call; when the path is taken, clears it (never following it) and retries. */
+  async #create<T>(rel: string, create: () => T): Promise<T> {
+    try {
+      return create();
+    } catch (err) {
+      if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
+    }
+    await this.#prepare(rel, false);
+    return create();
   }
 
   #admit(e: TarEntry): void {
@@ -329,7 +347,7 @@ class Extractor {
       if (e.type !== "directory") {
         throw new AosError("invalidArgument", `a ${e.type} entry cannot replace the target root`);
       }
-      if (this.#chown) await lchown(this.#root, e.uid, e.gid);
+      if (this.#chown) lchownSync(this.#root, e.uid, e.gid);
       this.#deferredDirs.set("", e);
       return;
     }
@@ -340,25 +358,33 @@ class Extractor {
     if ((e.type === "charDevice" || e.type === "blockDevice") && !this.#opts.allowDevices) {
       throw new AosError("invalidArgument", "device nodes are not allowed (allowDevices is off)");
     }
-    const parent = await this.#resolveDir(parts.slice(0, -1), true);
+    const parent = this.#resolveDir(parts.slice(0, -1), true);
     const rel = [...parent!, base].join("/");
     const abs = this.#abs(rel);
     switch (e.type) {
       case "file": {
-        await this.#prepare(rel, false);
-        const file = await Deno.open(abs, { write: true, createNew: true, mode: 0o600 });
+        // O_CREAT|O_EXCL never follows a final-component symlink: it fails, we unlink, retry.
+        const file = await this.#create(
+          rel,
+          () => Deno.openSync(abs, { write: true, createNew: true, mode: 0o600 }),
+        );
         try {
-          await this.#writeBody(file, reader);
+          await this.#writeBody(file, reader, e.size);
         } finally {
           file.close();
         }
         this.result.fileBytes += e.size;
-        await this.#meta(abs, e, false);
+        this.#meta(abs, e, false);
         break;
       }
       case "directory": {
-        if (!(await this.#prepare(rel, true))) await Deno.mkdir(abs, { mode: 0o700 });
-        if (this.#chown) await lchown(abs, e.uid, e.gid);
+        try {
+          Deno.mkdirSync(abs, { mode: 0o700 });
+        } catch (err) {
+          if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
+          if (!(await this.#prepare(rel, true))) Deno.mkdirSync(abs, { mode: 0o700 });
+        }
+        if (this.#chown) lchownSync(abs, e.uid, e.gid);
         this.#dirs.add(rel);
         // Mode and mtime last: children change the mtime, and a read-only mode would block them.
         this.#deferredDirs.set(rel, e);
@@ -371,9 +397,8 @@ class Extractor {
         if (e.linkname.includes("\0")) {
           throw new AosError("invalidArgument", "symlink target contains NUL");
         }
-        await this.#prepare(rel, false);
-        await Deno.symlink(e.linkname, abs);
-        await this.#meta(abs, e, true);
+        await this.#create(rel, () => Deno.symlinkSync(e.linkname, abs));
+        this.#meta(abs, e, true);
         break;
       }
       case "hardlink": {
@@ -389,9 +414,9 @@ class Extractor {
         if (targetParts.length === 0) {
           throw new AosError("invalidArgument", "hardlink to the target root");
         }
-        const tparent = await this.#resolveDir(targetParts.slice(0, -1), false);
+        const tparent = this.#resolveDir(targetParts.slice(0, -1), false);
         const trel = tparent && [...tparent, targetParts[targetParts.length - 1]!].join("/");
-        const tst = trel === undefined ? undefined : await lstatOrUndefined(this.#abs(trel));
+        const tst = trel === undefined ? undefined : lstatOrUndefined(this.#abs(trel));
         if (trel === undefined || tst === undefined) {
           throw new AosError("notFound", `hardlink target "${e.linkname}" does not exist`);
         }
@@ -399,8 +424,7 @@ class Extractor {
           throw new AosError("invalidArgument", `hardlink target "${e.linkname}" is a directory`);
         }
         if (trel === rel) break;
-        await this.#prepare(rel, false);
-        await Deno.link(this.#abs(trel), abs);
+        await this.#create(rel, () => Deno.linkSync(this.#abs(trel), abs));
         break;
       }
       case "charDevice":
@@ -409,16 +433,27 @@ class Extractor {
         await this.#prepare(rel, false);
         const kind = e.type === "fifo" ? "fifo" : e.type === "charDevice" ? "char" : "block";
         await this.#mknod(abs, kind, e.devmajor, e.devminor);
-        await this.#meta(abs, e, false);
+        this.#meta(abs, e, false);
         break;
       }
     }
     this.#created.add(rel);
   }
 
-  async #writeBody(file: Deno.FsFile, reader: TarReader): Promise<void> {
+  async #writeBody(file: Deno.FsFile, reader: TarReader, size: number): Promise<void> {
     const buf = this.#buf;
     const signal = this.#opts.signal;
+    if (size <= buf.length) {
+      // Small file (the common case): gather it and write it with one synchronous call.
+      let fill = 0;
+      for await (const s of reader.body()) {
+        buf.set(s, fill);
+        fill += s.length;
+      }
+      for (let off = 0; off < fill;) off += file.writeSync(buf.subarray(off, fill));
+      return;
+    }
+    // Large file: async writes, so a slow disk does not stall the event loop.
     let fill = 0;
     for await (const s of reader.body()) {
       if (signal?.aborted) throw new AosError("canceled", "extraction canceled");
@@ -440,7 +475,7 @@ class Extractor {
     const parentParts = parts.slice(0, -1);
     const overlay = this.#whiteoutMode === "overlay";
     if (base === OPAQUE_MARKER) {
-      const dir = (await this.#resolveDir(parentParts, true))!.join("/");
+      const dir = (this.#resolveDir(parentParts, true))!.join("/");
       if (overlay) {
         await this.#setXattr(this.#abs(dir), "trusted.overlay.opaque", "y");
       } else {
@@ -453,18 +488,18 @@ class Extractor {
     if (name === "" || name === "." || name === "..") {
       throw new AosError("invalidArgument", `malformed whiteout "${base}"`);
     }
-    const parent = await this.#resolveDir(parentParts, overlay);
+    const parent = this.#resolveDir(parentParts, overlay);
     if (parent === undefined) return; // nothing below to hide
     const rel = [...parent, name].join("/");
     if (overlay) {
       await this.#prepare(rel, false);
       await this.#mknod(this.#abs(rel), "char", 0, 0);
-      if (this.#chown) await lchown(this.#abs(rel), 0, 0);
+      if (this.#chown) lchownSync(this.#abs(rel), 0, 0);
       this.#created.add(rel);
     } else {
       // A whiteout only hides lower layers, never what this layer itself wrote.
       if (this.#created.has(rel)) return;
-      const st = await lstatOrUndefined(this.#abs(rel));
+      const st = lstatOrUndefined(this.#abs(rel));
       if (st === undefined) return;
       await Deno.remove(this.#abs(rel), { recursive: st.isDirectory });
       if (st.isDirectory) this.#dirs.clear(), this.#dirs.add("");
@@ -487,13 +522,13 @@ class Extractor {
     }
   }
 
-  async finish(): Promise<void> {
+  finish(): void {
     for (const [rel, e] of this.#deferredDirs) {
-      const st = await lstatOrUndefined(this.#abs(rel));
+      const st = lstatOrUndefined(this.#abs(rel));
       // Removed or replaced (possibly by a symlink) later in the layer: nothing to apply.
       if (st === undefined || !st.isDirectory) continue;
-      await Deno.chmod(this.#abs(rel), e.mode);
-      await Deno.utime(this.#abs(rel), e.mtime, e.mtime);
+      Deno.chmodSync(this.#abs(rel), e.mode);
+      Deno.utimeSync(this.#abs(rel), e.mtime, e.mtime);
     }
   }
 }
@@ -582,7 +617,7 @@ export async function extractLayer(
       previous = e.path;
     }
     current = undefined;
-    await x.finish();
+    x.finish();
   } catch (err) {
     await reader.close().catch(() => {});
     const where = current
