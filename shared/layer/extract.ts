@@ -188,6 +188,8 @@ class Extractor {
   /** Relative paths created by this layer (whiteouts only hide lower content). */
   readonly #created = new Set<string>();
   readonly #deferredDirs = new Map<string, TarEntry>();
+  /** Body bytes of all entries so far (skipped bodies too: they are read all the same). */
+  #admitted = 0;
   readonly result: ExtractResult = {
     entries: 0,
     fileBytes: 0,
@@ -332,12 +334,13 @@ class Extractor {
         `entry of ${e.size} bytes exceeds the single-entry limit of ${l.maxEntrySize} (possible decompression bomb), stopped`,
       );
     }
-    if (this.result.fileBytes + e.size > l.maxTotalBytes) {
+    if (this.#admitted + e.size > l.maxTotalBytes) {
       throw new AosError(
         "noMemory",
-        `extracting ${e.size} more bytes after ${this.result.fileBytes} exceeds the total limit of ${l.maxTotalBytes} (possible decompression bomb), stopped`,
+        `extracting ${e.size} more bytes after ${this.#admitted} exceeds the total limit of ${l.maxTotalBytes} (possible decompression bomb), stopped`,
       );
     }
+    this.#admitted += e.size;
   }
 
   async entry(e: TarEntry, reader: TarReader): Promise<void> {

@@ -217,6 +217,17 @@ Deno.test("decompression bombs stop early", async () => {
       limits: { maxTotalBytes: 1024 * 1024 },
     },
   );
+  // Bodies of non-file entries are skipped, yet still bounded.
+  await expectRejected(
+    sb,
+    tar(
+      entry({ name: "a" }, "x"),
+      entry({ name: "hl", type: "1", linkname: "a" }, new Uint8Array(2 << 20)),
+    ),
+    "noMemory",
+    /entry "hl": entry of 2097152 bytes exceeds the single-entry limit/,
+    { limits: { maxEntrySize: 1024 * 1024 } },
+  );
   // Too many entries.
   const tiny = Array.from({ length: 200 }, (_, i) => entry({ name: `t${i}` }, ""));
   await expectRejected(sb, tar(...tiny), "outOfRange", /entry "t100": more than 100 entries/, {

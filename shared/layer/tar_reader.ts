@@ -22,7 +22,10 @@ export interface TarEntry {
   path: string;
   /** Entry kind. */
   type: TarEntryType;
-  /** Body size in bytes (0 for anything but files). */
+  /**
+   * Body size in bytes. Only files' bodies mean anything; others (hardlinks from some writers)
+   * are skipped, but still count, so callers can bound every byte they are made to read.
+   */
   size: number;
   /** Permission bits including setuid/setgid/sticky. */
   mode: number;
@@ -415,7 +418,7 @@ export class TarReader {
       const entry: TarEntry = {
         path,
         type,
-        size: type === "file" ? size : 0,
+        size,
         mode: parseNumber(h.subarray(100, 108), "mode") & 0o7777,
         uid: uidAttr !== undefined
           ? paxInt(uidAttr, "uid")
@@ -435,8 +438,7 @@ export class TarReader {
           : 0,
         offset,
       };
-      // Non-file entries may still carry a body (hardlinks in some writers): skip it.
-      this.#bodyLeft = entry.size;
+      this.#bodyLeft = size;
       this.#pending = size + pad(size);
       return entry;
     }
