@@ -13,3 +13,5 @@ export * from "./common.ts";
 export * from "./cloud_messages.ts";
 export * from "./unit_messages.ts";
 export * from "./parse.ts";
+export * from "./build.ts";
+export * from "./build_cloud.ts";
