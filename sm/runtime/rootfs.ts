@@ -1,0 +1,173 @@
+/**
+ * The instance rootfs: a read-only overlay of `<bundle>/mounts` (mount-point skeleton and /etc
+ * files) over the image layers (`layers[0]` top-most, the Aos order) and, only when host binds
+ * are configured, the host whiteouts dir and host `/` at the bottom. Mounting goes through the
+ * {@link CommandRunner} (`mount`/`umount`), so the SM's `--allow-run` names the exact programs.
+ * @module
+ */
+import { AosError, type Logger, retry } from "@aos/shared/core";
+import type { CommandRunner } from "@aos/shared/exec";
+import type { MountPoint } from "./bundle.ts";
+
+/** Parameters of one overlay mount. */
+export interface OverlaySpec {
+  /** Lower dirs, top-most first. */
+  lower: readonly string[];
+  /** Mount point. */
+  target: string;
+  /** A writable upper layer (dirs must exist on the same filesystem). */
+  upper?: { upperdir: string; workdir: string };
+}
+
+/** Characters that would break the overlay option syntax (`,` `:` separators) or the kernel parser. */
+const BAD_PATH = /[,:\s\\]/;
+
+/** Longest option string (the kernel copies one page of mount data). */
+const MAX_MOUNT_DATA = 4000;
+
+/** The `mount` arguments for an overlay (pure). */
+export function overlayMountArgs(spec: OverlaySpec): string[] {
+  const dirs = [
+    ...spec.lower,
+    spec.target,
+    ...(spec.upper ? [spec.upper.upperdir, spec.upper.workdir] : []),
+  ];
+  for (const d of dirs) {
+    if (!d.startsWith("/") || BAD_PATH.test(d)) {
+      throw new AosError(
+        "invalidArgument",
+        `Cannot mount overlay at ${spec.target}: path ${
+          JSON.stringify(d)
+        } is not absolute or has , : or spaces`,
+      );
+    }
+  }
+  if (spec.lower.length < (spec.upper ? 1 : 2)) {
+    throw new AosError(
+      "invalidArgument",
+      `Cannot mount overlay at ${spec.target}: a read-only overlay needs at least two lower dirs`,
+    );
+  }
+  let options = `lowerdir=${spec.lower.join(":")}`;
+  if (spec.upper) options += `,upperdir=${spec.upper.upperdir},workdir=${spec.upper.workdir}`;
+  if (options.length > MAX_MOUNT_DATA) {
+    throw new AosError(
+      "outOfRange",
+      `Cannot mount overlay at ${spec.target}: ${spec.lower.length} layers make ${options.length} bytes of options (max ${MAX_MOUNT_DATA})`,
+    );
+  }
+  return ["-t", "overlay", "overlay", "-o", options, spec.target];
+}
+
+/** Mounts an overlay, 3 tries 1 s apart (a force-unmount in between, like upstream). */
+export async function mountOverlay(
+  runner: CommandRunner,
+  spec: OverlaySpec,
+  opts: {
+    tries?: number;
+    delayMs?: number;
+    logger?: Logger;
+    sleep?: (ms: number) => Promise<void>;
+  } = {},
+): Promise<void> {
+  const args = overlayMountArgs(spec);
+  await retry(
+    async (attempt) => {
+      if (attempt > 1) await runner.run("umount", ["-f", spec.target], { allowFailure: true });
+      await runner.run("mount", args);
+    },
+    {
+      tries: opts.tries ?? 3,
+      initialDelayMs: opts.delayMs ?? 1000,
+      factor: 1,
+      ...(opts.sleep ? { sleep: opts.sleep } : {}),
+      onRetry: (err, attempt) =>
+        opts.logger?.warn("overlay mount failed, retrying", { target: spec.target, attempt, err }),
+    },
+  );
+}
+
+/** Unmounts `target` (lazily if busy); "not mounted" counts as success. */
+export async function unmount(runner: CommandRunner, target: string): Promise<void> {
+  const r = await runner.run("umount", [target], { allowFailure: true });
+  if (r.code === 0) return;
+  if (/not mounted|no mount point|not found|No such file/i.test(r.stderr)) return;
+  const lazy = await runner.run("umount", ["-l", target], { allowFailure: true });
+  if (lazy.code !== 0 && !/not mounted/i.test(lazy.stderr)) {
+    throw new AosError(
+      "failed",
+      `Cannot unmount ${target}: ${r.stderr.trim() || `exit ${r.code}`}`,
+    );
+  }
+}
+
+/** Decodes the octal escapes of `/proc/mounts` fields (`\040` for a space…). */
+function unescapeMountField(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+/** Mount points at or below `dir`, deepest first (the order to unmount them). */
+export async function mountsUnder(dir: string, mountsFile = "/proc/mounts"): Promise<string[]> {
+  const text = await Deno.readTextFile(mountsFile);
+  const base = dir.endsWith("/") ? dir.slice(0, -1) : dir;
+  const out: string[] = [];
+  for (const line of text.split("\n")) {
+    const field = line.split(" ")[1];
+    if (!field) continue;
+    const target = unescapeMountField(field);
+    if (target === base || target.startsWith(`${base}/`)) out.push(target);
+  }
+  return [...new Set(out)].sort((a, b) => b.length - a.length);
+}
+
+/** Creates the mount-point skeleton under `mountsDir` (existing entries are kept). */
+export async function createSkeleton(
+  mountsDir: string,
+  points: readonly MountPoint[],
+): Promise<void> {
+  for (const p of points) {
+    const rel = p.path.replace(/^\/+/, "");
+    if (rel === "" || rel.split("/").some((s) => s === ".." || s === ".")) {
+      throw new AosError(
+        "invalidArgument",
+        `mount destination ${JSON.stringify(p.path)} is not a clean absolute path`,
+      );
+    }
+    const abs = `${mountsDir}/${rel}`;
+    const parent = abs.slice(0, abs.lastIndexOf("/"));
+    await Deno.mkdir(parent, { recursive: true, mode: 0o755 });
+    if (p.kind === "dir") {
+      await Deno.mkdir(abs, { recursive: true, mode: p.mode & 0o777 });
+      await Deno.chmod(abs, p.mode);
+    } else {
+      const f = await Deno.open(abs, { create: true, write: true, mode: p.mode });
+      f.close();
+    }
+  }
+}
+
+/**
+ * Fills `dir` with an overlay whiteout (char device 0:0, made with `mknod`) for every top-level
+ * entry of host `/` except `hostBinds`, so host `/` as the bottom layer exposes only those.
+ */
+export async function prepareHostWhiteouts(
+  runner: CommandRunner,
+  dir: string,
+  hostBinds: readonly string[],
+  hostRoot = "/",
+): Promise<void> {
+  await Deno.mkdir(dir, { recursive: true, mode: 0o755 });
+  const keep = new Set(hostBinds.map((b) => b.replace(/^\/+|\/+$/g, "")));
+  for await (const e of Deno.readDir(hostRoot)) {
+    if (keep.has(e.name)) continue;
+    const path = `${dir}/${e.name}`;
+    try {
+      const st = await Deno.lstat(path);
+      if (st.isCharDevice) continue;
+      await Deno.remove(path, { recursive: true });
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+    }
+    await runner.run("mknod", [path, "c", "0", "0"]);
+  }
+}
