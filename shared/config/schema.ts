@@ -9,8 +9,7 @@ import { parseDuration } from "./duration.ts";
 function renameKeys(value: unknown, canonical: readonly string[]): unknown {
   if (typeof value !== "object" || value === null || Array.isArray(value)) return value;
   const byLower = new Map(canonical.map((k) => [k.toLowerCase(), k]));
-  // A null-prototype object: a "__proto__" key in untrusted JSON stays a plain (dropped) key.
-  const out: Record<string, unknown> = Object.create(null);
+  const out: Record<string, unknown> = {};
   for (const [key, v] of Object.entries(value)) {
     const name = byLower.get(key.toLowerCase()) ?? key;
     // An exact-case key wins over a differently cased duplicate.
