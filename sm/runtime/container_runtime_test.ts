@@ -65,7 +65,7 @@ async function withEnv(fn: (env: Env) => Promise<void>): Promise<void> {
     stateDir: `${dir}/states`,
     storageDir: `${dir}/storages`,
   };
-  const runner = new DenoCommandRunner({ allow: [RUNC, "mount", "umount"] });
+  const runner = new DenoCommandRunner({ allow: [RUNC, "mount", "umount", "mknod"] });
   const runc = new Runc(runner, RUNC, config.crunStateRoot);
   const runtimes: RuncRuntime[] = [];
   const env: Env = {
@@ -425,6 +425,84 @@ Deno.test({
       assert.ok(!(await pathExists(rt.bundlePath(id))));
       // Idempotent.
       assert.deepEqual(await rt.cleanupOrphans(), { containers: [], mounts: [], bundles: [] });
+    });
+  },
+});
+
+Deno.test({
+  name: "runc: read-only rootfs by default, a writable upper layer on request",
+  ignore: skip !== undefined,
+  async fn() {
+    await withEnv(async (env) => {
+      const rt = await env.make();
+      const cmd = ["sh", "-c", "echo data > /newfile && cat /newfile; echo rc=$?; sleep 1000"];
+      const ro = await rt.startInstance(desc(env, { cmd }));
+      const rw = await rt.startInstance(desc(env, {
+        ident: { itemId: "svc", subjectId: "subj", instance: 1 },
+        writableRootfs: true,
+        cmd,
+      }));
+      for (const s of [ro, rw]) {
+        await waitFor(
+          "rc line",
+          async () => (await readOr(rt.logPath(s.instanceId))).includes("rc="),
+        );
+      }
+      assert.match(await readOr(rt.logPath(ro.instanceId)), / err .*Read-only file system/);
+      assert.match(await readOr(rt.logPath(rw.instanceId)), / out data\n.* out rc=0\n/s);
+      // The write went to the upper dir under the bundle, never into the layer.
+      assert.equal(await readOr(`${rt.bundlePath(rw.instanceId)}/upper/newfile`), "data\n");
+      assert.ok(!(await pathExists(`${env.layer}/newfile`)));
+      await rt.stopInstance(rw.instanceId);
+      assert.ok(!(await pathExists(rt.bundlePath(rw.instanceId))));
+    });
+  },
+});
+
+Deno.test({
+  name: "runc: with hostBinds the host's dirs show under the layer, everything else is whited out",
+  ignore: skip !== undefined,
+  async fn() {
+    await withEnv(async (env) => {
+      // Production keeps the runtime dir on a tmpfs (/run). On the host's root filesystem the
+      // kernel refuses host "/" as a lower layer under other layers of the same filesystem
+      // (overlapping layers, ELOOP), so the test mounts one too.
+      const fs = `${env.dir}/fs`;
+      await Deno.mkdir(fs);
+      await env.runner.run("mount", ["-t", "tmpfs", "-o", "size=16m", "tmpfs", fs]);
+      const layer = `${fs}/layer`;
+      await Deno.mkdir(layer);
+      await Deno.writeTextFile(`${layer}/app.txt`, "from-the-layer\n");
+      const config = {
+        ...env.config,
+        runtimeDir: `${fs}/run`,
+        hostWhiteoutsDir: `${fs}/whiteouts`,
+        hostBinds: ["bin", "sbin", "lib", "lib64", "usr"],
+      };
+      const rt = await env.make({ config });
+      const s = await rt.startInstance({
+        ident: { itemId: "thin", subjectId: "subj", instance: 0 },
+        uid: 0,
+        gid: 0,
+        layers: [layer],
+        imageConfig: {
+          Entrypoint: ["/bin/sh", "-c"],
+          Cmd: ["ls -1 /; cat /app.txt; exec sleep 1000"],
+        },
+      });
+      const logPath = rt.logPath(s.instanceId);
+      await waitFor("app line", async () => (await readOr(logPath)).includes("from-the-layer"));
+      const seen = (await readOr(logPath)).split("\n").map((l) => l.split(" out ")[1]).filter(
+        (x): x is string => x !== undefined,
+      );
+      for (const name of ["app.txt", "bin", "usr", "proc", "dev"]) {
+        assert.ok(seen.includes(name), name);
+      }
+      for (const name of ["home", "root", "var", "work", "opt"]) {
+        assert.ok(!seen.includes(name), `${name} should be whited out`);
+      }
+      assert.ok((await Deno.lstat(`${fs}/whiteouts/home`)).isCharDevice);
+      await rt.stopInstance(s.instanceId);
     });
   },
 });
