@@ -81,6 +81,7 @@ export class IdPool {
   /** Every id below it was owned or taken when last looked at: keeps allocation O(1) amortised. */
   #hint: number;
 
+  /** Creates an empty pool; throws `invalidArgument` for a bad range. */
   constructor(options: IdPoolOptions = {}) {
     this.#name = options.name ?? "ID";
     this.#first = options.first ?? ID_RANGE_FIRST;
