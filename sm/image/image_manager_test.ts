@@ -3,8 +3,8 @@ import { join } from "node:path";
 import { AosError } from "@aos/shared/core";
 import { MediaType } from "@aos/shared/oci";
 import { ImageTables } from "../db.ts";
-import { listFiles, listRegular, testEnv } from "./testdata/env.ts";
-import { buildImage, layer, rootfsLayer, sha256 } from "./testdata/oci.ts";
+import { listFiles, listRegular, testEnv, tmpfs } from "./testdata/env.ts";
+import { buildImage, layer, randomBytes, rootfsLayer, sha256 } from "./testdata/oci.ts";
 
 async function rejectsWith(p: Promise<unknown>, code: string, re: RegExp): Promise<AosError> {
   try {
@@ -383,4 +383,60 @@ Deno.test("image: validate removes an item whose unpacked layer was altered", as
   assert.deepEqual(await listFiles(join(env.imagePath, "layers/sha256")), []);
   // And it can be installed again.
   await images.installItem({ itemId: "v", version: "1", manifestDigest: img.manifestDigest });
+});
+
+const isRoot = Deno.uid() === 0;
+
+Deno.test({
+  name: `image: space pressure evicts removed items oldest first${
+    isRoot ? "" : " [SKIPPED: needs root for a tmpfs]"
+  }`,
+  ignore: !isRoot,
+  fn: async () => {
+    const MiB = 1024 * 1024;
+    await using fs = await tmpfs("8m");
+    await using env = await testEnv({ imagePath: join(fs.dir, "images") });
+    const big = async (tag: string, size: number) =>
+      await buildImage(env.store, [
+        await layer([{ path: `data-${tag}`, data: randomBytes(size) }]),
+      ]);
+    const [a, b, c, huge] = [
+      await big("a", 2 * MiB),
+      await big("b", 2 * MiB),
+      await big("c", 2.5 * MiB),
+      await big("huge", 6 * MiB),
+    ];
+    const removed: string[] = [];
+    const images = await env.open({ onItemRemoved: (i) => removed.push(i.itemId) });
+    const ia = await images.installItem({
+      itemId: "a",
+      version: "1",
+      manifestDigest: a.manifestDigest,
+    });
+    await images.installItem({ itemId: "b", version: "1", manifestDigest: b.manifestDigest });
+    env.clock.t += 1000;
+    await images.removeItem("a", "1");
+    env.clock.t += 1000;
+    await images.removeItem("b", "1");
+
+    // c does not fit next to a and b: the older removed item (a) is evicted, b is kept.
+    await images.installItem({ itemId: "c", version: "1", manifestDigest: c.manifestDigest });
+    assert.deepEqual(removed, ["a"]);
+    assert.deepEqual(images.listItems().map((r) => [r.itemId, r.state]), [
+      ["b", "removed"],
+      ["c", "installed"],
+    ]);
+    await assert.rejects(Deno.stat(ia.layerPaths[0]!), Deno.errors.NotFound);
+
+    // Nothing can make room for 6 MiB: refused up front, and b is not sacrificed for nothing.
+    await rejectsWith(
+      images.installItem({ itemId: "huge", version: "1", manifestDigest: huge.manifestDigest }),
+      "noMemory",
+      /Cannot install item "huge".*not enough space/,
+    );
+    assert.deepEqual(removed, ["a"]);
+    assert.deepEqual(images.listItems().map((r) => r.itemId), ["b", "c"]);
+    assert.deepEqual((await images.validate()).removed, []);
+    assert.deepEqual(await listRegular(join(env.imagePath, "tmp")), []);
+  },
 });

@@ -122,3 +122,28 @@ export async function listRegular(root: string): Promise<string[]> {
   }
   return out;
 }
+
+async function run(cmd: string, ...args: string[]): Promise<void> {
+  const out = await new Deno.Command(cmd, { args, stdout: "null", stderr: "piped" }).output();
+  if (!out.success) {
+    throw new Error(`${cmd} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
+  }
+}
+
+/** A size-limited tmpfs on a fresh temp dir (needs root), unmounted and removed on dispose. */
+export async function tmpfs(size: string): Promise<{ dir: string } & AsyncDisposable> {
+  const dir = await Deno.makeTempDir({ prefix: "sm_image_tmpfs_" });
+  try {
+    await run("mount", "-t", "tmpfs", "-o", `size=${size}`, "tmpfs", dir);
+  } catch (err) {
+    await Deno.remove(dir);
+    throw err;
+  }
+  return {
+    dir,
+    async [Symbol.asyncDispose]() {
+      await run("umount", dir);
+      await Deno.remove(dir);
+    },
+  };
+}
