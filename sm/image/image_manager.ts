@@ -278,7 +278,7 @@ export class ImageManager implements AsyncDisposable {
   readonly #clock: Clock;
   readonly #locks = new KeyedMutex();
   readonly #pins = new PinSet();
-  readonly #installs = new Map<string, Promise<InstalledItem>>();
+  readonly #installs = new Map<string, { req: InstallRequest; promise: Promise<InstalledItem> }>();
   readonly #cache = new Map<string, InstalledItem>();
   /** Layers extracted by this process that are not registered yet (shared by concurrent installs). */
   readonly #fresh = new Map<string, LayerRow>();
@@ -324,16 +324,17 @@ export class ImageManager implements AsyncDisposable {
     await rm(l.tmpDir, { recursive: true, force: true });
     await mkdir(l.downloadDir, { recursive: true });
 
+    this.#tables.db.transaction(() => this.#dropUnreferencedRows());
+    const mode = this.#o.validateOnStart ?? "full";
+    if (mode !== "none") await this.#validate(mode === "full");
+    await this.#sweepOrphans();
+
+    // Created after the cleanup, so that a limit counts only what stays.
     this.#allocator = await this.#o.space.allocator({
       path: l.root,
       limitPercent: this.#o.limitPercent ?? 0,
       remove: (id) => this.#evict(id),
     });
-
-    this.#tables.db.transaction(() => this.#dropUnreferencedRows());
-    const mode = this.#o.validateOnStart ?? "full";
-    if (mode !== "none") await this.#validate(mode === "full");
-    await this.#sweepOrphans();
 
     for (const row of this.#tables.listItems({ state: "removed" })) {
       await this.#space.addOutdatedItem(
@@ -373,10 +374,21 @@ export class ImageManager implements AsyncDisposable {
       return Promise.reject(this.#installError(req, err));
     }
     const running = this.#installs.get(key);
-    if (running) return running;
-    const p = this.#runInstall(req, signal).finally(() => this.#installs.delete(key));
-    this.#installs.set(key, p);
-    return p;
+    if (running?.req.manifestDigest === req.manifestDigest && running.req.type === req.type) {
+      return running.promise;
+    }
+    // Another digest for the same version: queue behind the running install.
+    const start = running
+      ? running.promise.then(() => {}, () => {}).then(() => this.#runInstall(req, signal))
+      : this.#runInstall(req, signal);
+    const entry = {
+      req,
+      promise: start.finally(() => {
+        if (this.#installs.get(key) === entry) this.#installs.delete(key);
+      }),
+    };
+    this.#installs.set(key, entry);
+    return entry.promise;
   }
 
   /** An item version (installed or removed), or `undefined`. */
@@ -456,7 +468,7 @@ export class ImageManager implements AsyncDisposable {
     this.#closed = true;
     clearInterval(this.#timer);
     this.#stop.abort(new AosError("canceled", "image manager is closing"));
-    await Promise.allSettled([...this.#installs.values()]);
+    await Promise.allSettled([...this.#installs.values()].map((i) => i.promise));
     await this.#maintenance?.catch(() => {});
     this.#allocator?.close();
   }
@@ -491,6 +503,7 @@ export class ImageManager implements AsyncDisposable {
       if (existing?.state === "removed") {
         // Back in use: it must not be evicted while (and after) it is re-validated.
         this.#space.restoreOutdatedItem(itemKey(req.itemId, req.version));
+        await this.#dropBrokenContent(ctx, existing);
       }
       return await this.#install(ctx, req, type);
     } catch (err) {
@@ -502,6 +515,31 @@ export class ImageManager implements AsyncDisposable {
     } finally {
       for (const key of ctx.pinned) this.#pins.unpin(key);
       if (--this.#active === 0) { for (const wake of this.#idle.splice(0)) wake(); }
+    }
+  }
+
+  /**
+   * Before a removed item is reused: content of it that no longer verifies is deleted, so that
+   * the install fetches it again instead of trusting it.
+   */
+  async #dropBrokenContent(ctx: InstallContext, row: ItemRow): Promise<void> {
+    for (const ref of this.#tables.itemBlobs(row.itemId, row.version)) {
+      this.#pin(ctx, ref.digest);
+      await this.#locks.run(ref.digest, async () => {
+        const why = await this.#checkBlob(ref.digest, true);
+        if (!why) return;
+        this.#log.warn("stored blob is broken, fetching it again", { reason: why });
+        await rm(this.layout.blobPath(ref.digest), { force: true });
+      });
+    }
+    for (const layer of this.#tables.itemLayers(row.itemId, row.version)) {
+      this.#pin(ctx, layer.diffDigest);
+      await this.#locks.run(layer.diffDigest, async () => {
+        const why = await this.#checkLayer(layer, true);
+        if (!why) return;
+        this.#log.warn("stored layer is broken, unpacking it again", { reason: why });
+        await this.#trash(this.layout.layerDir(layer.diffDigest));
+      });
     }
   }
 
@@ -1060,7 +1098,7 @@ export class ImageManager implements AsyncDisposable {
     for (const r of rows) {
       const key = itemKey(r.itemId, r.version);
       this.#cache.delete(key);
-      this.#space.restoreOutdatedItem(key);
+      this.#allocator?.restoreOutdatedItem(key);
       this.#log.info("item deleted", { itemId: r.itemId, version: r.version, reason: opts.reason });
     }
     await this.#removeFiles(garbage, { credit: opts.credit, keepIfRegistered: true });
@@ -1103,7 +1141,7 @@ export class ImageManager implements AsyncDisposable {
         if (this.#pins.has(b.digest)) return;
         if (opts.keepIfRegistered && this.#tables.getBlob(b.digest)) return;
         await rm(this.layout.blobPath(b.digest), { force: true });
-        if (opts.credit && b.size > 0) this.#space.free(b.size);
+        if (opts.credit && b.size > 0) this.#allocator?.free(b.size);
       });
     }
     for (const l of garbage.layers) {
@@ -1112,7 +1150,7 @@ export class ImageManager implements AsyncDisposable {
         if (this.#pins.has(l.diffDigest)) return;
         if (opts.keepIfRegistered && this.#tables.getLayer(l.diffDigest)) return;
         await this.#trash(this.layout.layerDir(l.diffDigest));
-        if (opts.credit && l.size > 0) this.#space.free(l.size);
+        if (opts.credit && l.size > 0) this.#allocator?.free(l.size);
       });
     }
   }

@@ -339,6 +339,14 @@ Deno.test("image: a removed item installed again is restored without downloads",
   assert.equal(item.state, "installed");
   assert.equal(env.events.filter((e) => e.type === "download").length, downloads);
   assert.equal(env.space.partitions()[0]?.outdated.length, 0);
+
+  // Removed again and tampered with: restoring it re-validates and unpacks the layer anew.
+  await images.removeItem("r", "1");
+  await Deno.writeTextFile(join(item.layerPaths[0]!, "etc/hostname"), "tampered\n");
+  const restored = await images.installItem(req);
+  assert.equal(await Deno.readTextFile(join(restored.layerPaths[0]!, "etc/hostname")), "r\n");
+  assert.equal(env.events.filter((e) => e.type === "download").length, downloads + 1);
+  assert.deepEqual((await images.validate()).removed, []);
 });
 
 Deno.test("image: at most two versions per item, removed ones go first", async () => {
@@ -439,4 +447,28 @@ Deno.test({
     assert.deepEqual((await images.validate()).removed, []);
     assert.deepEqual(await listRegular(join(env.imagePath, "tmp")), []);
   },
+});
+
+Deno.test("image: concurrent installs share a layer and a same-version request", async () => {
+  await using env = await testEnv();
+  const base = await rootfsLayer("shared");
+  const imgs = await Promise.all(
+    ["a", "b", "c"].map(async (t) =>
+      await buildImage(env.store, [await layer([{ path: t, data: t }]), base])
+    ),
+  );
+  const images = await env.open();
+  const [a1, a2, b, c] = await Promise.all([
+    images.installItem({ itemId: "a", version: "1", manifestDigest: imgs[0]!.manifestDigest }),
+    images.installItem({ itemId: "a", version: "1", manifestDigest: imgs[0]!.manifestDigest }),
+    images.installItem({ itemId: "b", version: "1", manifestDigest: imgs[1]!.manifestDigest }),
+    images.installItem({ itemId: "c", version: "1", manifestDigest: imgs[2]!.manifestDigest }),
+  ]);
+  assert.deepEqual(a1, a2);
+  assert.equal(b.layerPaths[1], a1.layerPaths[1]);
+  assert.equal(c.layerPaths[1], a1.layerPaths[1]);
+  const extracts = env.events.filter((e) => e.type === "extract" && e.digest === base.diffId);
+  assert.equal(extracts.length, 1);
+  assert.deepEqual(images.listItems().map((r) => r.itemId).sort(), ["a", "b", "c"]);
+  assert.deepEqual((await images.validate()).removed, []);
 });
