@@ -230,35 +230,20 @@ export async function requestDiscovery(
     options.timeoutMs,
   );
   try {
-    let response: Response;
-    try {
-      response = await fetch(url, {
-        method: "POST",
-        client,
-        signal: controller.signal,
-        headers: { "content-type": "application/json", accept: "application/json" },
-        body: JSON.stringify({
-          version: PROTOCOL_VERSION,
-          systemId: options.systemId,
-          supportedProtocols: ["wss"],
-        }),
-      });
-    } catch (err) {
-      if (controller.signal.aborted && controller.signal.reason instanceof AosError) {
-        throw controller.signal.reason;
-      }
-      throw new AosError(
-        "failed",
-        `Service discovery at ${url} failed: ${(err as Error).message}`,
-        { cause: err },
-      );
-    }
+    const response = await fetch(url, {
+      method: "POST",
+      client,
+      signal: controller.signal,
+      headers: { "content-type": "application/json", accept: "application/json" },
+      body: JSON.stringify({
+        version: PROTOCOL_VERSION,
+        systemId: options.systemId,
+        supportedProtocols: ["wss"],
+      }),
+    });
     if (response.status !== 200) {
       await response.body?.cancel();
-      throw new AosError(
-        "failed",
-        `Service discovery at ${url} failed: HTTP ${response.status}`,
-      );
+      throw new AosError("failed", `Service discovery at ${url} failed: HTTP ${response.status}`);
     }
     const text = await readBounded(response, options.maxResponseBytes ?? 64 * 1024, url);
     let json: unknown;
@@ -282,6 +267,16 @@ export async function requestDiscovery(
       );
     }
     return parsed.data;
+  } catch (err) {
+    if (err instanceof AosError) throw err;
+    // The deadline (ours) reads better than fetch's AbortError.
+    const reason = controller.signal.reason;
+    if (controller.signal.aborted && reason instanceof AosError) throw reason;
+    throw new AosError(
+      "failed",
+      `Service discovery at ${url} failed: ${(err as Error).message}`,
+      { cause: err },
+    );
   } finally {
     clearTimeout(timer);
     options.signal?.removeEventListener("abort", onAbort);

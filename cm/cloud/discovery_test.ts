@@ -130,6 +130,7 @@ Deno.test("requestDiscovery: mTLS POST, HTTP errors, bad and oversized bodies", 
       // deno-lint-ignore no-explicit-any
       const peer = (req.socket as any).getPeerCertificate();
       seen.push({ body, cn: peer?.subject?.CN, type: req.headers["content-type"] });
+      if (answer.status === 0) return; // hang: the client's deadline must end it
       res.writeHead(answer.status, { connection: "close" });
       res.end(answer.body);
     });
@@ -185,7 +186,12 @@ Deno.test("requestDiscovery: mTLS POST, HTTP errors, bad and oversized bodies", 
       }),
       AosError,
     );
-    assert.equal(seen.length, 5);
+    answer = { status: 0, body: "" };
+    await assert.rejects(
+      requestDiscovery({ url, systemId: "sys", credentials, timeoutMs: 100 }),
+      (err: unknown) => err instanceof AosError && err.code === "timeout",
+    );
+    assert.equal(seen.length, 6);
   } finally {
     await new Promise<void>((r) => {
       server.close(() => r());
