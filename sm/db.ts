@@ -70,6 +70,20 @@ export const SM_MIGRATIONS: readonly Migration[] = [
       DROP TABLE blobs;
       DROP TABLE items;`,
   },
+  {
+    version: 2,
+    // The desired instances as the CM sent them (InstanceInfo in protobuf binary form), so the
+    // launcher restores them after a restart exactly as they were requested.
+    up: `
+      CREATE TABLE instances (
+        instanceID TEXT NOT NULL PRIMARY KEY,
+        itemID TEXT NOT NULL,
+        subjectID TEXT NOT NULL,
+        instance INTEGER NOT NULL,
+        info BLOB NOT NULL
+      );`,
+    down: "DROP TABLE instances;",
+  },
 ];
 
 /** Options of {@link openSmDatabase}. */

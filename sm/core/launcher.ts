@@ -116,6 +116,9 @@ export function checkInstanceInfo(info: InstanceInfo): AosError | undefined {
       `item or subject ID "${i.itemId}/${i.subjectId}" has forbidden characters`,
     );
   }
+  if (i.instance >= 2n ** 63n) {
+    return new AosError("outOfRange", `instance index ${i.instance} is out of range`);
+  }
   try {
     parseDigest(info.manifestDigest);
   } catch (err) {
