@@ -234,11 +234,14 @@ export class TestCloud implements BlobInfoSource, AsyncDisposable {
       layerSizes?: [number, number];
       layerOpts?: [(PublishOptions | undefined)?, (PublishOptions | undefined)?];
       indexOpts?: PublishOptions;
+      /** Reuse a published blob as the first layer (blobs shared between items). */
+      firstLayer?: Published;
     } = {},
   ): Promise<TestImage> {
     const [s1, s2] = opts.layerSizes ?? [40_000, 70_000];
     const layers = [
-      await this.publish(bytes(s1, seed * 10 + 1), { cipher: "cbc", ...opts.layerOpts?.[0] }),
+      opts.firstLayer ??
+        await this.publish(bytes(s1, seed * 10 + 1), { cipher: "cbc", ...opts.layerOpts?.[0] }),
       await this.publish(bytes(s2, seed * 10 + 2), { cipher: "gcm", ...opts.layerOpts?.[1] }),
     ];
     const config = await this.publishJson({

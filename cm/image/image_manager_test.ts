@@ -233,10 +233,12 @@ Deno.test("image manager: removed items expire after the TTL; shared blobs stay"
   await withEnv(async (env) => {
     const { cloud, images, clock } = env;
     const a = await cloud.publishImage(7);
-    const b = await cloud.publishImage(8);
+    const b = await cloud.publishImage(8, { firstLayer: a.layers[0]! });
     const itemA = desired("a", "1", a);
     const itemB = desired("b", "1", b);
     await images.downloadItems([itemA, itemB], pki.trust);
+    // Both items want the shared layer at the same time: it is fetched once.
+    assert.equal(cloud.count(a.layers[0]!.digest), 1);
     await images.installItems([itemA, itemB]);
 
     clock.t += 1000;
@@ -259,7 +261,10 @@ Deno.test("image manager: removed items expire after the TTL; shared blobs stay"
     }]);
     assert.deepEqual(env.removed, [{ id: "a", type: "service", version: "1" }]);
     assert.deepEqual(images.statuses().map((s) => s.id), ["b"]);
-    for (const blob of a.all) assert.equal(await images.hasBlob(blob.digest), false);
+    for (const blob of a.all.filter((x) => x !== a.layers[0])) {
+      assert.equal(await images.hasBlob(blob.digest), false);
+    }
+    // The layer b shares with a stays.
     await assertInstalled(images, b.all);
 
     // A removed item asked for again comes back without downloading what is still there.
@@ -391,5 +396,55 @@ Deno.test("image manager: a restarted manager reuses installed blobs and keeps s
     assert.equal(re?.state, "pending");
     assert.equal(cloud.count(image.layers[0]!.digest), 2);
     await assertInstalled(reopened, image.all);
+  });
+});
+
+Deno.test("image manager: a new version replaces the installed one; at most two versions per item", async () => {
+  await withEnv(async (env) => {
+    const { cloud, images, clock } = env;
+    const v1 = await cloud.publishImage(16);
+    const v2 = await cloud.publishImage(17);
+    const v3 = await cloud.publishImage(18);
+    await images.downloadItems([desired("svc", "1", v1)], pki.trust);
+    await images.installItems([desired("svc", "1", v1)]);
+
+    clock.t += 1000;
+    const [p2] = await images.downloadItems([desired("svc", "2", v2)], pki.trust);
+    assert.equal(p2?.state, "pending");
+    assert.deepEqual(images.statuses().map((s) => [s.version, s.state]), [
+      ["1", "installed"],
+      ["2", "pending"],
+    ]);
+    // The cloud changes its mind before install: v2 goes, v3 comes; v1 stays installed.
+    clock.t += 1000;
+    await images.downloadItems([desired("svc", "3", v3)], pki.trust);
+    assert.deepEqual(images.statuses().map((s) => [s.version, s.state]), [
+      ["1", "installed"],
+      ["3", "pending"],
+    ]);
+    for (const b of v2.all) assert.equal(await images.hasBlob(b.digest), false);
+
+    clock.t += 1000;
+    const [i3] = await images.installItems([desired("svc", "3", v3)]);
+    assert.equal(i3?.state, "installed");
+    assert.deepEqual(images.statuses().map((s) => [s.version, s.state]), [["3", "installed"]]);
+    assert.deepEqual(env.removed, [{ id: "svc", type: "service", version: "1" }]);
+    for (const b of v1.all) assert.equal(await images.hasBlob(b.digest), false);
+    await assertInstalled(images, v3.all);
+  });
+});
+
+Deno.test("image manager: bad desired items are refused as a whole", async () => {
+  await withEnv(async ({ images }) => {
+    const ok = { id: "a", type: "service", version: "1", indexDigest: `sha256:${"0".repeat(64)}` };
+    await assert.rejects(
+      images.downloadItems([{ ...ok, indexDigest: "sha256:XYZ" }], pki.trust),
+      /index digest "sha256:XYZ" is not sha256:<64 hex>/,
+    );
+    await assert.rejects(
+      images.downloadItems([ok, { ...ok, version: "2" }], pki.trust),
+      /item a is listed twice/,
+    );
+    assert.deepEqual(images.statuses(), []);
   });
 });
