@@ -9,7 +9,7 @@ import type { Database } from "@aos/shared/db";
 import { Downloader, type DownloaderOptions } from "@aos/shared/download";
 import { AosError } from "@aos/shared/errors";
 import { type Logger, nullLogger } from "@aos/shared/logger";
-import { type Clock, systemClock } from "@aos/shared/core";
+import { type Clock, Mutex, systemClock } from "@aos/shared/core";
 import {
   type ImageIndex,
   imageIndexSchema,
@@ -174,7 +174,8 @@ export class ImageManager implements AsyncDisposable {
   readonly #statusListeners = new Set<(s: ItemStatus) => void>();
   readonly #removedListeners = new Set<(r: RemovedItem) => void>();
   #trust: BlobTrust = { certificates: [], chains: [] };
-  #installing = false;
+  /** One action at a time: download set-up, install step, TTL sweep, cleanup. */
+  readonly #action = new Mutex();
   #closed = false;
   #timer: ReturnType<typeof setInterval> | undefined;
 
@@ -270,35 +271,38 @@ export class ImageManager implements AsyncDisposable {
   async downloadItems(items: readonly DesiredItem[], trust: BlobTrust): Promise<ItemStatus[]> {
     this.#checkOpen("download update items");
     validateItems(items);
-    if (this.#installing) {
-      throw new AosError("wrongState", "Cannot download update items: the install step is running");
-    }
-    this.#trust = trust;
-    const wanted = new Set(items.map((i) => itemKey(i.id, i.version)));
-    const stopping: Promise<unknown>[] = [];
-    for (const [key, task] of this.#tasks) {
-      if (wanted.has(key)) continue;
-      task.controller.abort(
-        new AosError(
-          "canceled",
-          `Download of item ${label(task.item)} canceled: no longer desired`,
-        ),
-      );
-      stopping.push(task.promise);
-    }
-    await Promise.allSettled(stopping);
-    for (const row of this.#table.list()) {
-      const key = itemKey(row.itemId, row.version);
-      if (wanted.has(key) || this.#tasks.has(key)) continue;
-      if (row.state === "installed" || row.state === "removed") continue;
-      this.#table.delete(row.itemId, row.version);
-    }
-    const results = await Promise.all(
-      items.map((item) =>
+    // Set-up runs under the action lock: an install step, a sweep or the cleanup of an earlier
+    // call never sees tasks half started.
+    const running = await this.#action.run(async () => {
+      this.#checkOpen("download update items");
+      this.#trust = trust;
+      const wanted = new Set(items.map((i) => itemKey(i.id, i.version)));
+      const stopping: Promise<unknown>[] = [];
+      for (const [key, task] of this.#tasks) {
+        if (wanted.has(key)) continue;
+        task.controller.abort(
+          new AosError(
+            "canceled",
+            `Download of item ${label(task.item)} canceled: no longer desired`,
+          ),
+        );
+        stopping.push(task.promise);
+      }
+      await Promise.allSettled(stopping);
+      for (const row of this.#table.list()) {
+        const key = itemKey(row.itemId, row.version);
+        if (wanted.has(key) || this.#tasks.has(key)) continue;
+        if (row.state === "installed" || row.state === "removed") continue;
+        this.#table.delete(row.itemId, row.version);
+      }
+      return items.map((item) =>
         this.#tasks.get(itemKey(item.id, item.version))?.promise ?? this.#start(item)
-      ),
-    );
-    if (this.#tasks.size === 0 && !this.#closed) await this.#cleanup();
+      );
+    });
+    const results = await Promise.all(running);
+    await this.#action.run(async () => {
+      if (this.#tasks.size === 0 && !this.#closed) await this.#cleanup();
+    });
     return results;
   }
 
@@ -307,39 +311,36 @@ export class ImageManager implements AsyncDisposable {
    * it `installed` (dropping its other versions); every other installed item becomes `removed`,
    * other rows go, and unreferenced blobs are deleted.
    */
-  async installItems(items: readonly DesiredItem[]): Promise<ItemStatus[]> {
+  installItems(items: readonly DesiredItem[]): Promise<ItemStatus[]> {
+    return this.#action.run(() => this.#installItems(items));
+  }
+
+  async #installItems(items: readonly DesiredItem[]): Promise<ItemStatus[]> {
     this.#checkOpen("install update items");
-    if (this.#tasks.size > 0 || this.#installing) {
+    if (this.#tasks.size > 0) {
       throw new AosError(
         "wrongState",
-        `Cannot install update items: ${
-          this.#installing ? "another install step" : `${this.#tasks.size} download(s)`
-        } in progress`,
+        `Cannot install update items: ${this.#tasks.size} download(s) in progress`,
       );
     }
-    this.#installing = true;
-    try {
-      const wanted = new Set(items.map((i) => itemKey(i.id, i.version)));
-      const results: ItemStatus[] = [];
-      for (const item of items) results.push(await this.#install(item));
-      const now = this.#clock.now();
-      for (const row of this.#table.list()) {
-        if (wanted.has(itemKey(row.itemId, row.version))) continue;
-        if (row.state === "removed") continue;
-        if (row.state === "installed") {
-          this.#table.setState(row.itemId, row.version, "removed", now);
-          const removed = { ...row, state: "removed" as const, timestamp: now };
-          this.#emit(removed);
-          await this.#registerOutdated(removed);
-        } else {
-          this.#table.delete(row.itemId, row.version);
-        }
+    const wanted = new Set(items.map((i) => itemKey(i.id, i.version)));
+    const results: ItemStatus[] = [];
+    for (const item of items) results.push(await this.#install(item));
+    const now = this.#clock.now();
+    for (const row of this.#table.list()) {
+      if (wanted.has(itemKey(row.itemId, row.version))) continue;
+      if (row.state === "removed") continue;
+      if (row.state === "installed") {
+        this.#table.setState(row.itemId, row.version, "removed", now);
+        const removed = { ...row, state: "removed" as const, timestamp: now };
+        this.#emit(removed);
+        await this.#registerOutdated(removed);
+      } else {
+        this.#table.delete(row.itemId, row.version);
       }
-      await this.#cleanup();
-      return results;
-    } finally {
-      this.#installing = false;
     }
+    await this.#cleanup();
+    return results;
   }
 
   /** Stops every running download; their `downloadItems` calls resolve with `canceled`. */
@@ -356,8 +357,12 @@ export class ImageManager implements AsyncDisposable {
    * download or install runs: the next period catches up).
    * @returns the items deleted.
    */
-  async removeOutdatedItems(): Promise<RemovedItem[]> {
-    if (this.#tasks.size > 0 || this.#installing || this.#closed) return [];
+  removeOutdatedItems(): Promise<RemovedItem[]> {
+    return this.#action.run(() => this.#removeOutdatedItems());
+  }
+
+  async #removeOutdatedItems(): Promise<RemovedItem[]> {
+    if (this.#tasks.size > 0 || this.#closed) return [];
     const ttl = this.#o.updateItemTtlMs ?? 30 * DAY_MS;
     const now = this.#clock.now();
     const out: RemovedItem[] = [];
