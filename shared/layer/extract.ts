@@ -79,6 +79,21 @@ async function runTool(binary: string, args: string[]): Promise<void> {
   }
 }
 
+/**
+ * Creates a symlink at `path` pointing to `target`. Deno creates symlinks only with unscoped
+ * `--allow-read` and `--allow-write`, which a least-privilege process does not have.
+ */
+export type SymlinkFn = (target: string, path: string) => Promise<void>;
+
+/** The default {@link SymlinkFn}: `Deno.symlink` (needs unscoped read and write). */
+export const denoSymlink: SymlinkFn = (target, path) => Deno.symlink(target, path);
+
+/** A {@link SymlinkFn} that runs `ln -s -T` (needs `--allow-run=ln`; paths stay scoped). */
+export function commandSymlink(binary = "ln"): SymlinkFn {
+  // -T: never treat an existing directory at `path` as the place to put the link.
+  return (target, path) => runTool(binary, ["-s", "-T", "--", target, path]);
+}
+
 /** A {@link MknodFn} that runs the `mknod` tool (needs `--allow-run=mknod`). */
 export function commandMknod(binary = "mknod"): MknodFn {
   // Paths handed in are absolute, so they can never be mistaken for options.
@@ -114,6 +129,8 @@ export interface ExtractOptions {
   mknod?: MknodFn;
   /** xattr setter for opaque dirs in `overlay` mode (default {@link commandSetXattr}). */
   setXattr?: SetXattrFn;
+  /** Symlink creation (default {@link denoSymlink}; {@link commandSymlink} for scoped grants). */
+  symlink?: SymlinkFn;
   /** Aborts the extraction (`canceled`). */
   signal?: AbortSignal;
   /** Logger. */
@@ -216,6 +233,7 @@ class Extractor {
   readonly #whiteoutMode: WhiteoutMode;
   readonly #mknod: MknodFn;
   readonly #setXattr: SetXattrFn;
+  readonly #symlink: SymlinkFn;
   readonly #buf = new Uint8Array(WRITE_BUFFER);
   /** Relative paths verified to be real directories (every component, no symlink). */
   readonly #dirs = new Set<string>([""]);
@@ -240,6 +258,7 @@ class Extractor {
     this.#whiteoutMode = opts.whiteoutMode ?? "delete";
     this.#mknod = opts.mknod ?? commandMknod();
     this.#setXattr = opts.setXattr ?? commandSetXattr();
+    this.#symlink = opts.symlink ?? denoSymlink;
   }
 
   get limits(): ExtractLimits {
@@ -434,7 +453,9 @@ class Extractor {
         if (e.linkname.includes("\0")) {
           throw new AosError("invalidArgument", "symlink target contains NUL");
         }
-        await this.#create(rel, () => Deno.symlinkSync(e.linkname, abs));
+        // Whatever is at the path goes first (never followed), then the link is created.
+        await this.#prepare(rel, false);
+        await this.#symlink(e.linkname, abs);
         this.#meta(abs, e, true);
         break;
       }

@@ -156,7 +156,7 @@ export interface ImageManagerOptions {
   /** Extraction settings (whiteouts default to overlayfs whiteouts, as AosCore does). */
   extract?: Pick<
     ExtractOptions,
-    "whiteoutMode" | "allowDevices" | "chown" | "mknod" | "setXattr"
+    "whiteoutMode" | "allowDevices" | "chown" | "mknod" | "setXattr" | "symlink"
   >;
   /** Extraction bounds (default the shared extractor's). */
   extractLimits?: Partial<ExtractLimits>;
