@@ -40,13 +40,15 @@ export function listenEntry(url: string): string {
 
 /**
  * Entries a client needs to dial a config URL. `localhost` is also granted as `127.0.0.1`
- * because the resolver may hand back the address.
+ * (our gRPC clients dial it so). Any other host name is also granted without a port, because
+ * name resolution through node:dns (grpc-js) is checked against the bare name.
  */
 export function dialEntries(url: string): string[] {
   if (!url) return [];
   const { host, port } = splitHostPort(url.startsWith(":") ? `localhost${url}` : url);
   const out = [`${host}:${port}`];
   if (host === "localhost") out.push(`127.0.0.1:${port}`);
+  else if (!/^[\d.]+$/.test(host) && !host.includes(":")) out.push(host);
   return out;
 }
 

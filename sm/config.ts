@@ -30,6 +30,12 @@ const smConfigBase = ciObject({
   iamPublicServerUrl: hostPort.default("localhost:8090"),
   cmServerUrl: hostPort.default("localhost:8093"),
   cmReconnectTimeout: durationOr("10s"),
+  /**
+   * Ours: the CM blob file server (`fileServerUrl` in cm.cfg). SM dials it for image blobs; the
+   * default is the CM's host with the upstream port 8094. URLs from the CM naming another host
+   * are refused, and the permission manifest grants exactly this address.
+   */
+  cmFileServerUrl: hostPort.optional(),
   /** Ours: dial CM and IAM without TLS (tests and provisioning-mode units only). */
   insecure: z.boolean().default(false),
   nodeConfigFile: z.string().optional(),
@@ -54,6 +60,8 @@ const smConfigBase = ciObject({
 /** Schema of `sm.cfg` with path defaults derived from `workingDir`. */
 export const smConfigSchema = smConfigBase.transform((c) => ({
   ...c,
+  cmFileServerUrl: c.cmFileServerUrl ??
+    `${c.cmServerUrl.slice(0, c.cmServerUrl.lastIndexOf(":")) || "localhost"}:8094`,
   nodeConfigFile: c.nodeConfigFile ?? `${c.workingDir}/aos_node.cfg`,
   imageManager: {
     ...c.imageManager,

@@ -27,39 +27,72 @@ async function runProbe(flags: string[], action: string, target: string): Promis
   return new TextDecoder().decode(out.stdout).trim();
 }
 
-/** Spawns a component, waits for "started", stops it with SIGTERM; returns code and stderr. */
-async function startAndStop(args: string[]): Promise<{ code: number; stderr: string }> {
+/** A running component process. */
+interface Running {
+  stop(): Promise<{ code: number; stderr: string }>;
+}
+
+/** Spawns a component and resolves once it logged "started" (rejects if it exits first). */
+async function startComponent(args: string[]): Promise<Running> {
   const child = new Deno.Command(Deno.execPath(), { args, stdout: "null", stderr: "piped" })
     .spawn();
   let stderr = "";
   const decoder = new TextDecoder();
   const reader = child.stderr.getReader();
-  let signalled = false;
-  while (true) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    stderr += decoder.decode(value, { stream: true });
-    if (!signalled && / started /.test(stderr)) {
-      signalled = true;
-      child.kill("SIGTERM");
+  const drained = (async () => {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      stderr += decoder.decode(value, { stream: true });
+    }
+  })();
+  while (!/ started /.test(stderr)) {
+    const exited = await Promise.race([
+      child.status.then(() => true),
+      new Promise((r) => setTimeout(() => r(false), 50)),
+    ]);
+    if (exited) {
+      await drained;
+      throw new Error(`component exited before start:\n${stderr}`);
     }
   }
-  const { code } = await child.status;
-  return { code, stderr };
+  return {
+    async stop() {
+      child.kill("SIGTERM");
+      const { code } = await child.status;
+      await drained;
+      return { code, stderr };
+    },
+  };
+}
+
+/** Starts a component and stops it with SIGTERM; returns code and stderr. */
+async function startAndStop(args: string[]): Promise<{ code: number; stderr: string }> {
+  return await (await startComponent(args)).stop();
 }
 
 for (const component of ["iam", "sm", "cm", "mp"] as const) {
   Deno.test(`${component}: starts under its manifest and is denied the rest`, async () => {
     const unit = await writeSampleUnit();
     try {
-      const { flags, args } = await commandFor(component, ["-c", configOf(unit, component)]);
+      // IAM runs in provisioning mode (nothing provisioned yet); SM needs a live IAM for its
+      // node info, so one runs beside it.
+      const extra = component === "iam" ? ["-p"] : [];
+      const { flags, args } = await commandFor(component, [
+        "-c",
+        configOf(unit, component),
+        ...extra,
+      ]);
+      const iam = component === "sm"
+        ? await startComponent((await commandFor("iam", ["-c", unit.iamConfig, "-p"])).args)
+        : undefined;
       assertNoForbiddenFlags(flags);
       for (const f of flags) {
         assert.ok(!/^(-A|--allow-all|--allow-ffi)/.test(f), f);
         assert.ok(/^--(no-prompt|(allow|ignore)-[a-z]+=.+)$/.test(f), `unscoped flag ${f}`);
       }
 
-      const run = await startAndStop(args);
+      const run = await startAndStop(args).finally(() => iam?.stop());
       assert.equal(run.code, 0, run.stderr);
       assert.match(run.stderr, new RegExp(`${component} stopped`));
 
@@ -74,6 +107,10 @@ for (const component of ["iam", "sm", "cm", "mp"] as const) {
       const own = unit.dirs[component];
       assert.equal(await runProbe(flags, "read", own), "ok");
       assert.equal(await runProbe(flags, "write", `${own}/probe`), "ok");
+      // Another component's listen port is not reachable (net is scoped to its own peers).
+      if (component !== "mp") {
+        assert.equal(await runProbe(flags, "listen", `127.0.0.1:${unit.ports.mp}`), "NotCapable");
+      }
       // Environment variables are not granted.
       assert.equal(await runProbe(flags, "env", "HOME"), "NotCapable");
     } finally {
@@ -106,7 +143,10 @@ Deno.test("programs: sm may run only its runtime, iam only configured commands, 
   const unit = await writeSampleUnit();
   try {
     const runc = (await commandFor("sm", ["-c", unit.smConfig])).flags;
-    assert.ok(runc.includes("--allow-run=/usr/sbin/runc"), runc.join(" "));
+    assert.ok(
+      runc.includes("--allow-run=/usr/sbin/runc,ln,mknod,mount,setfattr,stat,umount"),
+      runc.join(" "),
+    );
     assert.equal(await runProbe(runc, "run", "/usr/sbin/runc"), "ok");
     assert.equal(await runProbe(runc, "run", "ip"), "NotCapable");
 
@@ -121,8 +161,11 @@ Deno.test("programs: sm may run only its runtime, iam only configured commands, 
     assert.ok(!cm.some((f) => f.startsWith("--allow-run")));
     assert.equal(await runProbe(cm, "run", "/usr/sbin/runc"), "NotCapable");
     // cm listens on its own addresses only.
-    assert.equal(await runProbe(cm, "net", "127.0.0.1:18089"), "ConnectionRefused");
-    assert.equal(await runProbe(cm, "listen", "127.0.0.1:18095"), "NotCapable");
+    assert.equal(
+      await runProbe(cm, "net", `127.0.0.1:${unit.ports.iamProtected}`),
+      "ConnectionRefused",
+    );
+    assert.equal(await runProbe(cm, "listen", `127.0.0.1:${unit.ports.mp}`), "NotCapable");
   } finally {
     await Deno.remove(unit.root, { recursive: true });
   }

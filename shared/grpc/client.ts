@@ -55,6 +55,18 @@ export function clientChannelOptions(
 }
 
 /**
+ * The grpc-js target for a config address: a leading `:` means the local host, and `localhost`
+ * is dialled as `127.0.0.1` — grpc-js resolves names through node:dns, which Deno allows only
+ * with a port-less net grant for the name, while our manifests grant `host:port`.
+ */
+export function grpcTarget(address: string): string {
+  return (address.startsWith(":") ? `localhost${address}` : address).replace(
+    /^localhost:/,
+    "127.0.0.1:",
+  );
+}
+
+/**
  * Creates a client of class `ctor` for `address` (`host:port`; a leading `:` means
  * `localhost`). The connection is made lazily on the first call; close it with
  * `client.close()`.
@@ -64,7 +76,7 @@ export async function createGrpcClient<C extends grpc.Client>(
   address: string,
   options: GrpcClientOptions,
 ): Promise<C> {
-  const target = address.startsWith(":") ? `localhost${address}` : address;
+  const target = grpcTarget(address);
   if (!/^(\[[0-9a-fA-F:.]+\]|[^:\s[\]]+):\d{1,5}$/.test(target)) {
     throw new AosError("invalidArgument", `Invalid gRPC server address "${address}"`);
   }

@@ -40,6 +40,7 @@ export {
   DEFAULT_CLIENT_KEEPALIVE,
   type GrpcClientConstructor,
   type GrpcClientOptions,
+  grpcTarget,
 } from "./client.ts";
 export {
   aosErrorFromGrpc,

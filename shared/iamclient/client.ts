@@ -28,6 +28,7 @@ import { retry } from "../core/retry.ts";
 import {
   clientChannelOptions,
   type ClientKeepalive,
+  grpcTarget,
   loadClientCredentials,
   loadServerCredentials,
   readPem,
@@ -118,10 +119,6 @@ interface ProtectedClients {
 
 /** Function name to permission string, per functional server id (`RegisterInstance`). */
 export type InstancePermissions = Record<string, Record<string, string>>;
-
-function targetOf(url: string): string {
-  return url.startsWith(":") ? `localhost${url}` : url;
-}
 
 async function serialOf(certFile: string): Promise<string> {
   try {
@@ -543,7 +540,7 @@ export class IamClient implements AsyncDisposable {
 
   // All services of one server share one channel: one connection, one close.
   #makePublicClients(creds: grpc.ChannelCredentials): PublicClients {
-    const target = targetOf(this.#opts.publicUrl);
+    const target = grpcTarget(this.#opts.publicUrl);
     const cert = new IAMPublicCertServiceClient(
       target,
       creds,
@@ -561,7 +558,7 @@ export class IamClient implements AsyncDisposable {
   #makeProtectedClients(): ProtectedClients | undefined {
     const url = this.#opts.protectedUrl;
     if (!url) return undefined;
-    const target = targetOf(url);
+    const target = grpcTarget(url);
     const creds = this.clientCredentials();
     const permissions = new IAMPermissionsServiceClient(
       target,

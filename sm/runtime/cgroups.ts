@@ -3,6 +3,7 @@
  * v1 (per-controller hierarchies, also "hybrid") and the v2 (unified) layout.
  * @module
  */
+import type { CommandRunner } from "@aos/shared/exec";
 
 /** Which cgroup hierarchy runc uses on this host. */
 export type CgroupLayout = "v1" | "v2";
@@ -13,15 +14,22 @@ export const CGROUP_ROOT = "/sys/fs/cgroup";
 /**
  * Detects the layout: v2 when the root itself is a cgroup2 mount (it has `cgroup.controllers`).
  * A hybrid host (cgroup2 only at `unified/`) counts as v1, which is how runc treats it.
+ * Deno lets only fully privileged processes look into `/sys`, so under a scoped grant the
+ * file system type is asked from `stat -f` through `runner` instead.
  */
-export async function detectCgroupLayout(root = CGROUP_ROOT): Promise<CgroupLayout> {
+export async function detectCgroupLayout(
+  root = CGROUP_ROOT,
+  runner?: CommandRunner,
+): Promise<CgroupLayout> {
   try {
     await Deno.stat(`${root}/cgroup.controllers`);
     return "v2";
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) return "v1";
-    throw err;
+    if (!(err instanceof Deno.errors.NotCapable) || !runner) throw err;
   }
+  const r = await runner.run("stat", ["-f", "-c", "%T", root]);
+  return r.stdout.trim() === "cgroup2fs" ? "v2" : "v1";
 }
 
 /** Paths of an instance's cgroup files. */

@@ -283,7 +283,7 @@ export class RuncRuntime implements ContainerRuntime {
     const rt = new RuncRuntime(options);
     await Deno.mkdir(rt.#cfg.runtimeDir, { recursive: true, mode: 0o755 });
     await Deno.mkdir(rt.#logDir, { recursive: true, mode: 0o755 });
-    rt.#layout = await detectCgroupLayout();
+    rt.#layout = await detectCgroupLayout(undefined, options.runner);
     rt.#log.debug("runtime ready", { cgroups: rt.#layout, runtimeDir: rt.#cfg.runtimeDir });
     return rt;
   }

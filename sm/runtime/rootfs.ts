@@ -101,23 +101,34 @@ export async function unmount(runner: CommandRunner, target: string): Promise<vo
   }
 }
 
-/** Decodes the octal escapes of `/proc/mounts` fields (`\040` for a space…). */
-function unescapeMountField(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-}
-
-/** Mount points at or below `dir`, deepest first (the order to unmount them). */
-export async function mountsUnder(dir: string, mountsFile = "/proc/mounts"): Promise<string[]> {
-  const text = await Deno.readTextFile(mountsFile);
-  const base = dir.endsWith("/") ? dir.slice(0, -1) : dir;
+/**
+ * Mount points strictly below `dir` (down to `maxDepth` levels), deepest first: the order to
+ * unmount them. A mount point is a directory whose device differs from its parent's. This avoids
+ * `/proc/mounts`, which Deno lets only fully privileged processes read.
+ */
+export async function mountsUnder(dir: string, maxDepth = 3): Promise<string[]> {
   const out: string[] = [];
-  for (const line of text.split("\n")) {
-    const field = line.split(" ")[1];
-    if (!field) continue;
-    const target = unescapeMountField(field);
-    if (target === base || target.startsWith(`${base}/`)) out.push(target);
-  }
-  return [...new Set(out)].sort((a, b) => b.length - a.length);
+  const walk = async (path: string, parentDev: number, depth: number): Promise<void> => {
+    let entries: Deno.DirEntry[];
+    try {
+      entries = await Array.fromAsync(Deno.readDir(path));
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) return;
+      throw err;
+    }
+    for (const e of entries) {
+      if (!e.isDirectory) continue;
+      const child = `${path}/${e.name}`;
+      const st = await Deno.lstat(child).catch(() => undefined);
+      if (!st?.isDirectory) continue;
+      if (st.dev !== parentDev) out.push(child);
+      else if (depth < maxDepth) await walk(child, parentDev, depth + 1);
+    }
+  };
+  const base = dir.endsWith("/") ? dir.slice(0, -1) : dir;
+  const root = await Deno.lstat(base).catch(() => undefined);
+  if (root?.isDirectory) await walk(base, root.dev, 1);
+  return out.sort((a, b) => b.length - a.length);
 }
 
 /** Creates the mount-point skeleton under `mountsDir` (existing entries are kept). */
