@@ -66,7 +66,9 @@ export function iamManifest(config: IamConfig, configPath: string): PermissionMa
     ],
     run: commands,
     env: [],
-    sys: [],
+    // Deno grants /proc only to --allow-all: RAM and CPUs come from these APIs instead, and
+    // partition sizes from statfs.
+    sys: ["systemMemoryInfo", "cpus", "statfs"],
     ignoreEnv: LIBRARY_ENV,
   };
 }

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
+import { createIamClient } from "@aos/shared/iamclient";
 import { assertNoForbiddenFlags } from "@aos/shared/permissions";
 import { commandFor, mainModule } from "../permissions/launch.ts";
 import { type SampleUnit, writeSampleUnit } from "./fixtures/configs.ts";
@@ -66,11 +67,6 @@ async function startComponent(args: string[]): Promise<Running> {
   };
 }
 
-/** Starts a component and stops it with SIGTERM; returns code and stderr. */
-async function startAndStop(args: string[]): Promise<{ code: number; stderr: string }> {
-  return await (await startComponent(args)).stop();
-}
-
 for (const component of ["iam", "sm", "cm", "mp"] as const) {
   Deno.test(`${component}: starts under its manifest and is denied the rest`, async () => {
     const unit = await writeSampleUnit();
@@ -92,7 +88,20 @@ for (const component of ["iam", "sm", "cm", "mp"] as const) {
         assert.ok(/^--(no-prompt|(allow|ignore)-[a-z]+=.+)$/.test(f), `unscoped flag ${f}`);
       }
 
-      const run = await startAndStop(args).finally(() => iam?.stop());
+      const started = await startComponent(args);
+      if (component === "iam") {
+        // Node facts come through even though Deno keeps /proc closed to the component.
+        await using client = await createIamClient({
+          publicUrl: `localhost:${unit.ports.iamPublic}`,
+          caCert: unit.ca.cert,
+          certStorage: "sm",
+          insecure: true,
+        });
+        const node = await client.getCurrentNodeInfo();
+        assert.ok(node.totalRam > 0n, "totalRam");
+        assert.ok(node.cpus.length >= 1 && node.cpus[0]!.numCores >= 1n, "cpus");
+      }
+      const run = await started.stop().finally(() => iam?.stop());
       assert.equal(run.code, 0, run.stderr);
       assert.match(run.stderr, new RegExp(`${component} stopped`));
 

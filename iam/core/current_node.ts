@@ -4,7 +4,7 @@
  * @module
  */
 import { statfs } from "node:fs/promises";
-import { arch } from "node:os";
+import { arch, cpus } from "node:os";
 import type { CPUInfo, NodeInfo, PartitionInfo } from "@aos/proto/iamanager/v6/iamanager.ts";
 import { AosError, toErrorInfo } from "@aos/shared/errors";
 import type { Logger } from "@aos/shared/logger";
@@ -64,6 +64,32 @@ export async function readNodeId(cfg: IamConfig["nodeInfo"]): Promise<string> {
   return id;
 }
 
+/**
+ * Reads a /proc-like file; `undefined` when Deno refuses it (it grants /proc only to
+ * `--allow-all`), so the caller falls back to the system-info APIs (`--allow-sys`).
+ */
+async function readProcFile(path: string, logger: Logger): Promise<string | undefined> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotCapable) return undefined;
+    logger.warn("cannot read node information file", { path, error: err });
+    return "";
+  }
+}
+
+/** One CPU entry from `os.cpus()` (used when /proc/cpuinfo is not readable). */
+function cpusFromOs(architecture: string, variant: string): CPUInfo[] {
+  const list = cpus();
+  return [{
+    modelName: list[0]?.model ?? "",
+    numCores: BigInt(Math.max(1, list.length)),
+    numThreads: BigInt(Math.max(1, list.length)),
+    archInfo: { architecture, variant },
+    maxDmips: 0n,
+  }];
+}
+
 function machineArch(): string {
   const a = arch();
   return a === "x64" ? "x86_64" : a === "arm64" ? "aarch64" : a;
@@ -88,8 +114,8 @@ export class CurrentNode {
     const architecture = ni.architecture ?? machineArch();
     const [nodeId, meminfo, cpuinfo, state] = await Promise.all([
       readNodeId(ni),
-      Deno.readTextFile(ni.memInfoPath).catch(() => ""),
-      Deno.readTextFile(ni.cpuInfoPath).catch(() => ""),
+      readProcFile(ni.memInfoPath, logger),
+      readProcFile(ni.cpuInfoPath, logger),
       readNodeState(ni.provisioningStatePath),
     ]);
     const partitions: PartitionInfo[] = [];
@@ -108,10 +134,12 @@ export class CurrentNode {
       nodeType: ni.nodeType,
       title: ni.nodeName,
       maxDmips: BigInt(Math.trunc(ni.maxDmips)),
-      totalRam: parseMemTotal(meminfo),
+      totalRam: meminfo === undefined ? BigInt(Deno.systemMemoryInfo().total) : parseMemTotal(meminfo),
       physicalRam: 0n,
       osInfo: { os: ni.os ?? "linux", version: ni.osVersion ?? "", features: [] },
-      cpus: parseCpuInfo(cpuinfo, architecture, ni.architectureVariant ?? ""),
+      cpus: cpuinfo === undefined
+        ? cpusFromOs(architecture, ni.architectureVariant ?? "")
+        : parseCpuInfo(cpuinfo, architecture, ni.architectureVariant ?? ""),
       partitions,
       attrs: Object.entries(ni.attrs).map(([name, value]) => ({ name, value })),
       state: state.state,
