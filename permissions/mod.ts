@@ -7,7 +7,7 @@
  * @module
  */
 import { dirname, join } from "node:path";
-import { type CliArgs, parseCli } from "@aos/shared/cli";
+import { type CliArgs, type CliSpec, parseCli } from "@aos/shared/cli";
 import { loadConfigFile } from "@aos/shared/config";
 import type { PermissionManifest } from "@aos/shared/permissions";
 import { type CmConfig, cmConfigSchema } from "../cm/config.ts";
@@ -39,14 +39,19 @@ export function isComponent(s: string): s is Component {
   return (COMPONENTS as readonly string[]).includes(s);
 }
 
-/** Parses a component's command line (the upstream flags plus ours). */
-export function parseComponentArgs(component: Component, argv: string[]): CliArgs {
-  return parseCli(argv, {
+/** A component's command line: the upstream flags, `-p` for iam, `--iam-config` for the rest. */
+export function componentCliSpec(component: Component): CliSpec {
+  return {
     name: component,
     defaultConfig: DEFAULT_CONFIG[component],
     provisioning: component === "iam",
     iamConfig: component !== "iam",
-  });
+  };
+}
+
+/** Parses a component's command line (the upstream flags plus ours). */
+export function parseComponentArgs(component: Component, argv: string[]): CliArgs {
+  return parseCli(argv, componentCliSpec(component));
 }
 
 /**

@@ -4,8 +4,7 @@
  */
 import type { PermissionManifest } from "@aos/shared/permissions";
 import type { IamConfig } from "../iam/config.ts";
-import type { SmConfig } from "../sm/config.ts";
-import { SM_HELPER_PROGRAMS } from "../sm/start.ts";
+import { SM_HELPER_PROGRAMS, type SmConfig } from "../sm/config.ts";
 import { certStorageDirs, dialEntries, LIBRARY_ENV } from "./common.ts";
 
 /** Host files the runtime binds read-only into containers when they exist. */

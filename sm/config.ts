@@ -80,3 +80,10 @@ export const smConfigSchema = smConfigBase.transform((c) => ({
 
 /** Resolved `sm.cfg`. */
 export type SmConfig = z.output<typeof smConfigSchema>;
+
+/**
+ * Programs SM runs besides the OCI runtime: overlay rootfs (mount, umount), overlay whiteouts
+ * (mknod, setfattr), layer symlinks (ln), and the cgroup file system type (stat), since Deno
+ * lets only fully privileged processes read /sys.
+ */
+export const SM_HELPER_PROGRAMS = ["mount", "umount", "mknod", "setfattr", "ln", "stat"] as const;

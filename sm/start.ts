@@ -14,7 +14,7 @@ import { createSpaceRegistry } from "@aos/shared/space";
 import { CmSession } from "./adapters/cm_session.ts";
 import { SqliteInstanceStore } from "./adapters/instance_store.ts";
 import { imagePort, runtimePort } from "./adapters/launcher_ports.ts";
-import type { SmConfig } from "./config.ts";
+import { SM_HELPER_PROGRAMS, type SmConfig } from "./config.ts";
 import { Launcher } from "./core/launcher.ts";
 import { NodeConfigManager } from "./core/node_config.ts";
 import { openSmDatabase } from "./db.ts";
@@ -26,13 +26,6 @@ import {
   RuncRuntime,
   runtimeId,
 } from "./runtime/mod.ts";
-
-/**
- * Programs SM runs besides the OCI runtime: overlay rootfs (mount, umount), overlay whiteouts
- * (mknod, setfattr), layer symlinks (ln), and the cgroup file system type (stat), since Deno
- * lets only fully privileged processes read /sys.
- */
-export const SM_HELPER_PROGRAMS = ["mount", "umount", "mknod", "setfattr", "ln", "stat"] as const;
 
 /** The host part of a `host:port` address. */
 function hostOf(addr: string): string {
