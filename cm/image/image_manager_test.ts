@@ -312,7 +312,7 @@ Deno.test("image manager: when space runs short the oldest removed item is evict
     const used = await realSpaceFs.usedBy(join(env.dir, "install"));
     cap = used + 150_000;
     const [s] = await images.downloadItems([desired("c", "1", c)], pki.trust);
-    assert.equal(s?.state, "pending", s?.error?.message);
+    assert.equal(s?.state, "pending", s?.error?.message ?? "");
     assert.deepEqual(env.removed.map((r) => r.id), ["a"]);
     assert.deepEqual(images.statuses().map((x) => [x.id, x.state]).sort(), [
       ["b", "removed"],

@@ -134,7 +134,9 @@ export class CurrentNode {
       nodeType: ni.nodeType,
       title: ni.nodeName,
       maxDmips: BigInt(Math.trunc(ni.maxDmips)),
-      totalRam: meminfo === undefined ? BigInt(Deno.systemMemoryInfo().total) : parseMemTotal(meminfo),
+      totalRam: meminfo === undefined
+        ? BigInt(Deno.systemMemoryInfo().total)
+        : parseMemTotal(meminfo),
       physicalRam: 0n,
       osInfo: { os: ni.os ?? "linux", version: ni.osVersion ?? "", features: [] },
       cpus: cpuinfo === undefined
