@@ -6,6 +6,7 @@
  * @module
  */
 import type { NodeInfo } from "@aos/proto/iamanager/v6/iamanager.ts";
+import type { CertInfo as CertRef } from "@aos/shared/iamclient";
 
 export type { NodeInfo };
 
@@ -26,18 +27,8 @@ export interface SystemInfo {
   version: string;
 }
 
-/** A certificate as IAM tracks it. */
-export interface CertInfo {
-  /** Cert type (module id): `online`, `offline`, `iam`, `sm`, `cm`, … */
-  type: string;
-  /** `file://` URL of the PEM chain. */
-  certUrl: string;
-  /** `file://` URL of the PEM private key. */
-  keyUrl: string;
-  /** Serial number, lowercase hex. */
-  serial: string;
-  /** DER of the issuer name. */
-  issuer: Uint8Array;
+/** A certificate as IAM tracks it: what clients see, plus its expiry. */
+export interface CertInfo extends CertRef {
   notAfter: Date;
 }
 
