@@ -83,7 +83,16 @@ export type SmConfig = z.output<typeof smConfigSchema>;
 
 /**
  * Programs SM runs besides the OCI runtime: overlay rootfs (mount, umount), overlay whiteouts
- * (mknod, setfattr), layer symlinks (ln), and the cgroup file system type (stat), since Deno
- * lets only fully privileged processes read /sys.
+ * (mknod, setfattr), layer symlinks (ln), the cgroup file system type (stat), since Deno
+ * lets only fully privileged processes read /sys, and the names in host `/` for the host
+ * whiteouts (ls), since Deno grants reading `/` only together with every file below it.
  */
-export const SM_HELPER_PROGRAMS = ["mount", "umount", "mknod", "setfattr", "ln", "stat"] as const;
+export const SM_HELPER_PROGRAMS = [
+  "mount",
+  "umount",
+  "mknod",
+  "setfattr",
+  "ln",
+  "stat",
+  "ls",
+] as const;

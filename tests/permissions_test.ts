@@ -153,7 +153,7 @@ Deno.test("programs: sm may run only its runtime, iam only configured commands, 
   try {
     const runc = (await commandFor("sm", ["-c", unit.smConfig])).flags;
     assert.ok(
-      runc.includes("--allow-run=/usr/sbin/runc,ln,mknod,mount,setfattr,stat,umount"),
+      runc.includes("--allow-run=/usr/sbin/runc,ln,ls,mknod,mount,setfattr,stat,umount"),
       runc.join(" "),
     );
     assert.equal(await runProbe(runc, "run", "/usr/sbin/runc"), "ok");

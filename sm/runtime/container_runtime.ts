@@ -255,7 +255,7 @@ export class RuncRuntime implements ContainerRuntime {
   readonly #statusListeners = new Set<(s: InstanceStatus) => void>();
   readonly #exitListeners = new Set<(e: ExitEvent) => void>();
   #layout: CgroupLayout = "v1";
-  #whiteoutsReady = false;
+  #whiteouts: Promise<void> | undefined;
   #disposed = false;
 
   private constructor(o: RuncRuntimeOptions) {
@@ -493,10 +493,16 @@ export class RuncRuntime implements ContainerRuntime {
 
     const lower = [mountsDir, ...desc.layers];
     if (this.#cfg.hostBinds.length > 0) {
-      if (!this.#whiteoutsReady) {
-        await prepareHostWhiteouts(this.#runner, this.#cfg.hostWhiteoutsDir, this.#cfg.hostBinds);
-        this.#whiteoutsReady = true;
-      }
+      // Instances start in parallel: the first one makes the whiteouts, the others wait for it.
+      this.#whiteouts ??= prepareHostWhiteouts(
+        this.#runner,
+        this.#cfg.hostWhiteoutsDir,
+        this.#cfg.hostBinds,
+      ).catch((err) => {
+        this.#whiteouts = undefined;
+        throw err;
+      });
+      await this.#whiteouts;
       lower.push(this.#cfg.hostWhiteoutsDir, "/");
     }
     let upper: { upperdir: string; workdir: string } | undefined;

@@ -74,9 +74,27 @@ export async function mountOverlay(
   await retry(
     async (attempt) => {
       if (attempt > 1) await runner.run("umount", ["-f", spec.target], { allowFailure: true });
-      await runner.run("mount", args);
+      try {
+        await runner.run("mount", args);
+      } catch (err) {
+        // The kernel refuses a lower layer below another layer's root on the same file system
+        // (ELOOP, "overlapping lowerdir path"): with host "/" as the bottom layer, the bundles,
+        // layers and whiteouts must live on other file systems (upstream: /run, /var/aos).
+        if (spec.lower.includes("/") && /Too many levels of symbolic links/.test(String(err))) {
+          throw new AosError(
+            "failed",
+            `Cannot mount the rootfs at ${spec.target}: the kernel refuses host "/" as the ` +
+              `bottom layer because another layer is on the root file system (overlapping ` +
+              `layers); keep runtimeDir, hostWhiteoutsDir and imagePath off "/" or set ` +
+              `hostBinds to []`,
+            { cause: err },
+          );
+        }
+        throw err;
+      }
     },
     {
+      shouldRetry: (err) => !(err instanceof AosError && /overlapping layers/.test(err.message)),
       tries: opts.tries ?? 3,
       initialDelayMs: opts.delayMs ?? 1000,
       factor: 1,
@@ -158,6 +176,24 @@ export async function createSkeleton(
 }
 
 /**
+ * Names in the host root. Deno grants reading `/` only together with every file below it, so
+ * under a scoped grant the names come from `ls -1A`; each is then confirmed with `stat`, which
+ * fails the whole call (fail closed: no whiteout may be missing) if a name with a newline was
+ * split into names that do not exist.
+ */
+async function topLevelNames(runner: CommandRunner, hostRoot: string): Promise<string[]> {
+  try {
+    return (await Array.fromAsync(Deno.readDir(hostRoot))).map((e) => e.name);
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotCapable)) throw err;
+  }
+  const base = hostRoot.endsWith("/") ? hostRoot : `${hostRoot}/`;
+  const names = (await runner.run("ls", ["-1A", base])).stdout.split("\n").filter((n) => n);
+  if (names.length) await runner.run("stat", ["-c", "%n", "--", ...names.map((n) => base + n)]);
+  return names;
+}
+
+/**
  * Fills `dir` with an overlay whiteout (char device 0:0, made with `mknod`) for every top-level
  * entry of host `/` except `hostBinds`, so host `/` as the bottom layer exposes only those.
  */
@@ -169,9 +205,9 @@ export async function prepareHostWhiteouts(
 ): Promise<void> {
   await Deno.mkdir(dir, { recursive: true, mode: 0o755 });
   const keep = new Set(hostBinds.map((b) => b.replace(/^\/+|\/+$/g, "")));
-  for await (const e of Deno.readDir(hostRoot)) {
-    if (keep.has(e.name)) continue;
-    const path = `${dir}/${e.name}`;
+  for (const name of await topLevelNames(runner, hostRoot)) {
+    if (keep.has(name)) continue;
+    const path = `${dir}/${name}`;
     try {
       const st = await Deno.lstat(path);
       if (st.isCharDevice) continue;
