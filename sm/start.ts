@@ -4,7 +4,7 @@
  * @module
  */
 import type { StartContext } from "@aos/shared/component";
-import { AosError, CleanupStack } from "@aos/shared/core";
+import { AosError, CleanupStack, toErrorInfo } from "@aos/shared/core";
 import { Downloader } from "@aos/shared/download";
 import { DenoCommandRunner } from "@aos/shared/exec";
 import { createIamClient } from "@aos/shared/iamclient";
@@ -125,10 +125,16 @@ export async function start(ctx: StartContext<SmConfig>): Promise<AsyncDisposabl
           resources: [],
         }),
         instancesStatus: () => launcher.statuses(),
-        updateInstances: (u) => launcher.update(u),
+        updateInstances: async (u) => {
+          session.sendUpdateInstancesStatus(await launcher.update(u));
+        },
         nodeConfigStatus: () => {
           const st = nodeConfig.status;
-          return { state: st.state, version: st.version, error: undefined };
+          return {
+            state: st.state,
+            version: st.version,
+            error: st.error ? toErrorInfo(st.error) : undefined,
+          };
         },
         checkNodeConfig: (text, version) => {
           nodeConfig.check(text, version);

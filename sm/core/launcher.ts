@@ -162,14 +162,38 @@ export class Launcher {
     );
   }
 
-  /** Applies an `update_instances` delta: persists the new desired set, then reconciles. */
-  async update(update: UpdateInstances): Promise<void> {
+  /**
+   * Applies an `update_instances` delta: persists the new desired set, then reconciles.
+   * Resolves with statuses of requests that named nothing (a stop of an instance this node does
+   * not have): upstream ignores those silently; here the CM gets an `inactive` status with a
+   * `notFound` error, while the snapshot stays the real state.
+   */
+  async update(update: UpdateInstances): Promise<WireStatus[]> {
     if (this.#busy) throw new AosError("wrongState", "An instance update is already running");
     this.#busy = true;
     try {
       const usedBefore = this.#usedItems();
+      const known = new Set(this.#d.store.list().map((d) => d.instanceId));
+      const rejected: WireStatus[] = [];
       for (const ident of update.stopInstances) {
         const id = this.#d.instanceIdOf(ident);
+        if (!known.has(id) && !this.#errors.has(id)) {
+          const error = new AosError(
+            "notFound",
+            `Cannot stop instance ${identKey(ident)}: it is not on this node`,
+          );
+          this.#d.logger.warn("stop of an unknown instance ignored", { ident: identKey(ident) });
+          rejected.push({
+            instance: ident,
+            version: "",
+            runtimeId: this.#d.runtimeId,
+            manifestDigest: "",
+            envVars: [],
+            state: "inactive",
+            error: toErrorInfo(error),
+          });
+          continue;
+        }
         this.#d.store.remove(id);
         this.#errors.delete(id);
       }
@@ -187,6 +211,7 @@ export class Launcher {
         this.#d.store.put({ instanceId: id, info });
       }
       await this.#reconcile(usedBefore);
+      return rejected;
     } finally {
       this.#busy = false;
     }

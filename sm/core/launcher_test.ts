@@ -199,3 +199,25 @@ Deno.test({
     assert.equal(launcher.statuses()[0]!.version, "2.0.0");
   },
 });
+
+Deno.test({
+  name:
+    "update: a stop of an unknown instance comes back inactive with notFound, nothing else moves",
+  ...pure,
+  async fn() {
+    const { store, runtime, launcher } = setup();
+    await launcher.update({ startInstances: [info("svc")], stopInstances: [] });
+    const rejected = await launcher.update({
+      startInstances: [],
+      stopInstances: [ident("ghost", 7n)],
+    });
+    assert.equal(rejected.length, 1);
+    assert.equal(rejected[0]!.state, "inactive");
+    assert.equal(rejected[0]!.instance?.itemId, "ghost");
+    assert.equal(rejected[0]!.error!.aosCode, 5);
+    assert.match(rejected[0]!.error!.message, /Cannot stop instance ghost:subj:7: it is not/);
+    assert.equal(store.rows.size, 1);
+    assert.deepEqual(runtime.log, ["start svc/0"]);
+    assert.deepEqual(launcher.statuses().map((s) => s.instance?.itemId), ["svc"]);
+  },
+});
