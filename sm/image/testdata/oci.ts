@@ -151,13 +151,15 @@ export async function buildImage(
     itemConfig?: Record<string, unknown>;
     diffIds?: string[];
     manifestPatch?: Record<string, unknown>;
+    /** The image config's `config` member (Entrypoint, Cmd, Env, WorkingDir). */
+    config?: Record<string, unknown>;
   } = {},
 ): Promise<BuiltImage> {
   for (const l of layers) await store.put(l.blob);
   const config = {
     architecture: "amd64",
     os: "linux",
-    config: { Cmd: ["/bin/busybox"], Env: ["PATH=/bin"], WorkingDir: "/" },
+    config: options.config ?? { Cmd: ["/bin/busybox"], Env: ["PATH=/bin"], WorkingDir: "/" },
     rootfs: { type: "layers", diff_ids: options.diffIds ?? layers.map((l) => l.diffId) },
   };
   const configBytes = enc.encode(JSON.stringify(config));
