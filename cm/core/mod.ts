@@ -14,3 +14,4 @@ export * from "./placement.ts";
 export * from "./id_pool.ts";
 export * from "./timers.ts";
 export * from "./unit_config.ts";
+export * from "./launcher.ts";
