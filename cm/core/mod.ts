@@ -15,3 +15,4 @@ export * from "./id_pool.ts";
 export * from "./timers.ts";
 export * from "./unit_config.ts";
 export * from "./launcher.ts";
+export * from "./update_manager.ts";
