@@ -16,3 +16,4 @@ export * from "./timers.ts";
 export * from "./unit_config.ts";
 export * from "./launcher.ts";
 export * from "./update_manager.ts";
+export * from "./unit_status.ts";
