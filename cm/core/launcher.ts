@@ -436,6 +436,8 @@ export class Launcher implements AsyncDisposable {
       await this.#save();
       const waitSignal = signal ? AbortSignal.any([signal, this.#stop.signal]) : this.#stop.signal;
       await this.#waitNodesReady(waitSignal);
+      // Superseded or stopping while waiting: the next run (or start-up) places them.
+      if (waitSignal.aborted) return this.statuses();
       await this.#apply({ all: true, signal: waitSignal });
       return this.statuses();
     });
@@ -643,6 +645,14 @@ export class Launcher implements AsyncDisposable {
     const nodes = this.#o.nodes.nodes();
     this.#noteConnections(nodes);
     const enabled = this.#o.unitSubjects ? new Set(this.#o.unitSubjects()) : undefined;
+
+    // Only the indexes of the current requests stay cached.
+    const wantedIndexes = new Set(
+      this.#requests.map((r) => JSON.stringify([r.itemId, r.version, r.indexDigest])),
+    );
+    for (const key of [...this.#manifests.keys()]) {
+      if (!wantedIndexes.has(key)) this.#manifests.delete(key);
+    }
 
     // 1. Manifests of each group; a group whose index cannot be read fails as a whole.
     const placeable: InstanceRequest[] = [];

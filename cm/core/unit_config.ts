@@ -18,6 +18,7 @@ import {
   type ErrorInfoMessage,
   fromErrorInfo,
   isSemver,
+  Mutex,
   toAosError,
   toCloudErrorInfo,
 } from "@aos/shared/core";
@@ -210,6 +211,8 @@ export class UnitConfigManager {
   /** A desired config that failed, reported after the installed one. */
   #failedUpdate: { version: string; error: AosError } | undefined;
   readonly #listeners = new Set<() => void>();
+  /** The SM controller allows one node-config request per node at a time: keep them in line. */
+  readonly #smLock = new Mutex();
 
   /** Creates the manager; call {@link init} before use. */
   constructor(options: UnitConfigManagerOptions) {
@@ -412,8 +415,10 @@ export class UnitConfigManager {
    */
   async apply(config: UnitConfig): Promise<boolean> {
     try {
-      await this.checkUnitConfig(config);
-      await this.updateUnitConfig(config);
+      await this.#smLock.run(async () => {
+        await this.checkUnitConfig(config);
+        await this.updateUnitConfig(config);
+      });
       return true;
     } catch (err) {
       const e = toAosError(err);
@@ -433,10 +438,11 @@ export class UnitConfigManager {
    * an error. Errors are logged, not thrown (the next reconnect tries again).
    */
   async nodeConnected(node: ConfigTarget): Promise<void> {
-    const config = this.#config;
-    if (config === undefined) return;
     try {
-      await this.#pushTo(node, config);
+      await this.#smLock.run(async () => {
+        const config = this.#config;
+        if (config !== undefined) await this.#pushTo(node, config);
+      });
     } catch (err) {
       this.#log.error("cannot push node config to a reconnected node", {
         nodeId: node.nodeId,
