@@ -65,6 +65,7 @@ export class BlobStore {
   /** One preparation per digest at a time. */
   readonly #preparing = new Map<string, Promise<ServedBlob | undefined>>();
 
+  /** A store over the given directories. */
   constructor(options: BlobStoreOptions) {
     this.#o = options;
     this.#clock = options.clock ?? systemClock;

@@ -40,13 +40,21 @@ Options:
 
 /** Parsed client command line. */
 export interface ClientArgs {
+  /** The command. */
   command: ClientCommand;
+  /** `devcloud.cfg` path. */
   config: string;
+  /** Service name of `deploy`/`remove`. */
   service?: string;
+  /** `--instances`. */
   instances?: number;
+  /** `--timeout` of `deploy` in ms. */
   timeoutMs: number;
+  /** Follow a deployment (false with `--no-wait`). */
   wait: boolean;
+  /** `--json`. */
   json: boolean;
+  /** `--limit` of `alerts`. */
   limit: number;
 }
 
@@ -323,6 +331,7 @@ export type DeploymentOutcome = "done" | "failed" | "timeout" | "noUnit";
 
 /** Options of {@link followDeployment}. */
 export interface FollowOptions {
+  /** Give up after this long. */
   timeoutMs: number;
   /** Poll period (default 1 s). */
   intervalMs?: number;
@@ -377,7 +386,9 @@ export async function followDeployment(
 
 /** Where the CLI writes. */
 export interface CliIo {
+  /** Normal output. */
   out: (text: string) => void;
+  /** Errors. */
   err: (text: string) => void;
 }
 

@@ -138,12 +138,15 @@ export type DevcloudEvent =
 
 /** A service's progress on one unit. */
 export interface UnitServiceView extends ServiceProgress {
+  /** The unit. */
   systemId: string;
 }
 
 /** `status()`: services with their progress per unit, and the units. */
 export interface DevcloudStatus {
+  /** Deployed services, each with its progress per known unit. */
   services: (ServiceRecord & { units: UnitServiceView[] })[];
+  /** Known units. */
   units: UnitRecord[];
 }
 

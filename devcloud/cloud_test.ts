@@ -8,9 +8,11 @@ import { join } from "node:path";
 import { memoryLogger } from "@aos/shared/core";
 import {
   buildAlerts,
+  buildEnvelope,
   buildMonitoringData,
   buildUnitStatus,
   type CloudToUnitMessage,
+  encodeEnvelope,
   type MessageOf,
   type NodeInfo,
 } from "@aos/shared/cloudprotocol";
@@ -21,9 +23,12 @@ import {
   sha3_256Hex,
   verifyBlobSignature,
 } from "@aos/shared/crypto";
+import { openDatabase } from "@aos/shared/db";
 import { imageIndexSchema, imageManifestSchema } from "@aos/shared/oci";
+import { createSpaceRegistry } from "@aos/shared/space";
 import { CloudLink, requestDiscovery } from "../cm/cloud/mod.ts";
-import { type Devcloud, startDevcloud } from "./cloud.ts";
+import { CM_IMAGE_MIGRATIONS, createImageManager } from "../cm/image/mod.ts";
+import { type Devcloud, type DevcloudEvent, startDevcloud } from "./cloud.ts";
 import { serviceManifestSchema } from "./packer.ts";
 import { DevPki } from "./pki.ts";
 
@@ -188,6 +193,31 @@ Deno.test("devcloud: CM's cloud link connects, gets the desired status, fetches 
       },
     );
 
+    await t.step("CM's image manager installs the deployed image through the link", async () => {
+      const desired = lastDesired(messages)!;
+      using db = openDatabase({ path: join(dir, "cm.db"), migrations: CM_IMAGE_MIGRATIONS });
+      await using images = await createImageManager({
+        database: db,
+        installPath: join(dir, "cm", "install"),
+        downloadPath: join(dir, "cm", "download"),
+        blobInfo: {
+          requestBlobUrls: async (digests, signal) =>
+            (await link.requestBlobUrls(digests, signal ? { signal } : {})).items,
+        },
+        caCert: cloud.pki.rootPem,
+        space: createSpaceRegistry(),
+        removeOutdatedPeriodMs: 0,
+        blobs: { requireSignature: true, maxAttempts: 2, retryDelayMs: 10 },
+      });
+      const [status] = await images.downloadItems(
+        [{ id: itemId, type: "service", version: "1.0.0", indexDigest }],
+        { certificates: desired.certificates, chains: desired.certificateChains },
+      );
+      assert.equal(status?.error, undefined, status?.error?.message ?? "");
+      assert.equal(status?.state, "pending");
+      assert.equal(await images.hasBlob(indexDigest), true);
+    });
+
     await t.step("unit status deltas, alerts and monitoring are kept", async () => {
       link.send(buildUnitStatus({
         isDeltaInfo: true,
@@ -286,6 +316,66 @@ Deno.test("devcloud: refuses foreign client certificates and unknown tokens; sta
     });
     assert.deepEqual(again.services().map((s) => [s.name, s.instances]), [["a", 3]]);
     assert.equal(again.pki.root.fingerprintSha256, cloud.pki.root.fingerprintSha256);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("devcloud: resends unacked messages with the same txn, acks duplicates without handling them twice", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "devcloud_cloud_" });
+  try {
+    await using cloud = await startDevcloud({
+      workingDir: join(dir, "devcloud"),
+      cloudListen: "localhost:0",
+      blobsListen: "localhost:0",
+      ackTimeoutMs: 100,
+      maxResends: 2,
+    });
+    const events: DevcloudEvent[] = [];
+    cloud.subscribe((e) => events.push(e));
+    const unit = await cloud.pki.issueUnitCert(SYSTEM_ID);
+    const credentials = { ...unit, ca: cloud.pki.rootPem };
+    const { authToken } = await requestDiscovery({
+      url: cloud.discoveryUrl,
+      systemId: SYSTEM_ID,
+      credentials,
+      timeoutMs: 5000,
+    });
+    const { WebSocket } = await import("ws");
+    const ws = new WebSocket(cloud.wsUrl, {
+      ca: credentials.ca,
+      cert: credentials.cert,
+      key: credentials.key,
+      headers: { Authorization: `Bearer ${authToken}` },
+    });
+    const frames: { header: { txn: string }; data: { messageType: string } }[] = [];
+    ws.on("message", (data: Uint8Array) => frames.push(JSON.parse(new TextDecoder().decode(data))));
+    const closed = new Promise((r) => ws.on("close", r));
+    await new Promise((resolve, reject) => {
+      ws.on("open", resolve);
+      ws.on("error", reject);
+    });
+    const status = encodeEnvelope(buildEnvelope(
+      { systemId: SYSTEM_ID, txn: crypto.randomUUID(), createdAt: new Date() },
+      buildUnitStatus({ isDeltaInfo: false, nodes: [NODE] }),
+    ));
+    ws.send(status);
+    ws.send(status);
+    // Not ours to ack: the desired status comes 1 + 2 times with one txn, then is given up.
+    await until("dropped", () => events.some((e) => e.type === "dropped"));
+    const desired = frames.filter((f) => f.data.messageType === "desiredStatus");
+    assert.equal(desired.length, 3);
+    assert.equal(new Set(desired.map((f) => f.header.txn)).size, 1);
+    const acks = frames.filter((f) => f.data.messageType === "ack");
+    assert.equal(acks.length, 2, "each transmission is acked");
+    const handled = events.filter((e) => e.type === "message");
+    assert.equal(handled.length, 1, "a duplicate txn is handled once");
+    // Garbage is not acked and does not end the session.
+    ws.send(new TextEncoder().encode("{not json"));
+    await until("invalid", () => events.some((e) => e.type === "invalid"));
+    assert.equal(frames.filter((f) => f.data.messageType === "ack").length, 2);
+    ws.close();
+    await closed;
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

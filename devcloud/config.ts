@@ -49,7 +49,9 @@ export interface DevcloudPaths {
 }
 
 /** The file layout of a working dir. */
-export function devcloudPaths(config: { workingDir: string; servicesDir?: string | undefined }) {
+export function devcloudPaths(
+  config: { workingDir: string; servicesDir?: string | undefined },
+): DevcloudPaths {
   const w = config.workingDir;
   return {
     pki: join(w, "pki"),
@@ -60,7 +62,7 @@ export function devcloudPaths(config: { workingDir: string; servicesDir?: string
     units: join(w, "units.json"),
     adminToken: join(w, "admin-token"),
     services: config.servicesDir ?? join(w, "services"),
-  } satisfies DevcloudPaths;
+  };
 }
 
 /** Variables `ws` and Node compat probe at import: read as unset instead of being granted. */

@@ -84,8 +84,9 @@ export interface PackOptions {
 
 /** The blobs of a packed image. */
 export interface PackedImage {
-  /** Service name and version. */
+  /** Service name. */
   name: string;
+  /** Service version. */
   version: string;
   /** The image index: `indexDigest` of the desired status. */
   index: Descriptor;

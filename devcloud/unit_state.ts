@@ -16,28 +16,43 @@ import type {
 
 /** One instance as reported, flattened out of its (item, subject, version) group. */
 export interface InstanceRecord {
+  /** Update item. */
   item: Identity;
+  /** Subject. */
   subject: Identity;
+  /** Item version. */
   version: string;
+  /** Node it runs on. */
   node: Identity;
+  /** Runtime it runs in. */
   runtime: Identity;
+  /** Instance index. */
   instance: number;
+  /** `activating`, `active`, `inactive` or `failed`. */
   state: string;
+  /** Hex SHA3-224 of its state file. */
   stateChecksum?: string | undefined;
+  /** Why it failed. */
   errorInfo?: ErrorInfo | undefined;
 }
 
 /** A unit's status after merging every `unitStatus` received. */
 export interface MergedUnitStatus {
+  /** Unit config states. */
   unitConfig: UnitConfigStatus[];
+  /** Nodes. */
   nodes: NodeInfo[];
+  /** Update items (never `removed` ones). */
   items: ItemStatus[];
+  /** Instances, flattened. */
   instances: InstanceRecord[];
+  /** Unit-local subjects. */
   subjects: Identity[];
 }
 
 /** What devcloud keeps per unit. */
 export interface UnitRecord {
+  /** The unit's system id. */
   systemId: string;
   /** A WebSocket session is open. */
   connected: boolean;
