@@ -1,0 +1,103 @@
+/**
+ * IAM benchmark: a real `iam` process under its permission manifest (provisioning mode,
+ * plaintext gRPC on 127.0.0.1).
+ *
+ * - **Key + certificate round trips per second**: `CreateKey` (P-384 key, CSR), the CSR signed
+ *   in this process by a test CA, `ApplyCert` (chain verified to the root, pending key
+ *   matched, files written, metadata row, trim to `maxItems`). Printed both for the whole
+ *   loop and for the time spent inside the two IAM calls.
+ * - **Idle RSS**: `VmRSS` of the iam process a few seconds after start, idle (target ≤ 60 MB),
+ *   and again after the round trips.
+ *
+ * Run: `deno run -A bench/iam_bench.ts [--rounds N] [--type sm|offline]`
+ * (`offline` is an RSA-2048 module).
+ * @module
+ */
+import {
+  createCertificate,
+  importPrivateKey,
+  parseCertificate,
+  parseCsr,
+} from "../shared/crypto/mod.ts";
+import { call, iamClients, IamProcess, makeUnit, ok, writeIamNode } from "../tests/iam_support.ts";
+
+function arg(name: string, fallback: string): string {
+  const i = Deno.args.indexOf(`--${name}`);
+  return i >= 0 ? Deno.args[i + 1] ?? fallback : fallback;
+}
+const ROUNDS = Number(arg("rounds", "200"));
+const TYPE = arg("type", "sm");
+const PASSWORD = "bench";
+
+/** VmRSS and its anonymous / file-backed parts, MB. */
+async function rss(pid: number): Promise<{ total: number; anon: number; file: number }> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  const mb = (key: string) =>
+    Number(new RegExp(`^${key}:\\s+(\\d+)\\s+kB`, "m").exec(status)?.[1] ?? NaN) / 1024;
+  return { total: mb("VmRSS"), anon: mb("RssAnon"), file: mb("RssFile") };
+}
+
+function show(r: { total: number; anon: number; file: number }): string {
+  return `${r.total.toFixed(1)} MB (anon ${r.anon.toFixed(1)}, file-backed ${r.file.toFixed(1)})`;
+}
+
+await using unit = await makeUnit();
+const node = await writeIamNode(unit.root, unit.ca, {
+  nodeId: "bench0",
+  main: true,
+  modules: [{ id: "iam" }, { id: "sm" }, { id: "offline", algorithm: "rsa", maxItems: 5 }],
+});
+await using iam = await IamProcess.start(node, true);
+await new Promise((r) => setTimeout(r, 3_000));
+const idle = await rss(iam.pid);
+
+using c = await iamClients(node.protectedUrl, { mode: "insecure" });
+ok(
+  await call(c.provisioning, c.provisioning.startProvisioning, { nodeId: "", password: PASSWORD }),
+);
+const caKeys = await importPrivateKey(await Deno.readTextFile(unit.ca.key));
+const caCert = parseCertificate(await Deno.readTextFile(unit.ca.cert));
+
+let inIam = 0;
+let inCreate = 0;
+const t0 = performance.now();
+for (let i = 0; i < ROUNDS; i++) {
+  const a = performance.now();
+  const { csr } = ok(
+    await call(c.certificate, c.certificate.createKey, {
+      nodeId: "",
+      type: TYPE,
+      subject: `bench-${i}`,
+      password: PASSWORD,
+    }),
+  );
+  inIam += performance.now() - a;
+  inCreate += performance.now() - a;
+  const req = await parseCsr(csr);
+  const cert = await createCertificate({
+    subject: req.subject,
+    publicKey: req.publicKey,
+    signer: caKeys,
+    issuer: caCert,
+    extendedKeyUsage: req.extendedKeyUsage,
+    dnsNames: req.dnsNames,
+  });
+  const b = performance.now();
+  ok(
+    await call(c.certificate, c.certificate.applyCert, { nodeId: "", type: TYPE, cert: cert.pem }),
+  );
+  inIam += performance.now() - b;
+}
+const wall = performance.now() - t0;
+const busy = await rss(iam.pid);
+await iam.stop("SIGTERM");
+
+console.log(`iam bench (${ROUNDS} rounds, type ${TYPE})`);
+console.log(
+  `  CreateKey+ApplyCert round trips: ${(ROUNDS / (wall / 1000)).toFixed(1)}/s overall, ` +
+    `${(ROUNDS / (inIam / 1000)).toFixed(1)}/s counting only the two IAM calls ` +
+    `(${(inIam / ROUNDS).toFixed(1)} ms per pair, of which CreateKey ` +
+    `${(inCreate / ROUNDS).toFixed(1)} ms)`,
+);
+console.log(`  VmRSS idle after start: ${show(idle)}; target <= 60 MB`);
+console.log(`  VmRSS after the loop:   ${show(busy)}`);
