@@ -32,6 +32,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       // Loaded here, so the client commands never load the servers (nor `ws`).
       const { startDevcloud } = await import("./cloud.ts");
       const { ensureAdminToken, startAdminServer } = await import("./admin.ts");
+      const { startDashboard } = await import("./dashboard.ts");
       const stack = new CleanupStack();
       try {
         const cloud = await startDevcloud({
@@ -52,10 +53,19 @@ export async function main(argv: readonly string[]): Promise<number> {
           logger,
         });
         stack.add("admin", () => server.close());
+        const dashboardAddr = splitHostPort(config.dashboardUrl);
+        const dashboard = await startDashboard({
+          devcloud: cloud,
+          hostname: dashboardAddr.host,
+          port: dashboardAddr.port,
+          logger,
+        });
+        stack.add("dashboard", () => dashboard.close());
         logger.info("devcloud ready", {
           discovery: cloud.discoveryUrl,
           blobs: cloud.blobsUrl,
           admin: server.url,
+          dashboard: dashboard.url,
           caCert: cloud.pki.files.caCert,
         });
         return stack;
