@@ -53,6 +53,8 @@ export class IamServers implements AsyncDisposable {
   #protected: GrpcServer;
   #restartTimer: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
+  /** The old servers are stopped and the new ones are not bound yet. */
+  #down = false;
   #restarts = 0;
 
   private constructor(o: IamServersOptions, pub: GrpcServer, prot: GrpcServer) {
@@ -102,9 +104,11 @@ export class IamServers implements AsyncDisposable {
     clearTimeout(this.#restartTimer);
     this.#restartTimer = setTimeout(() => {
       this.#restartTimer = undefined;
-      this.restart().catch((err) =>
-        this.#o.logger.error("IAM servers restart failed", { error: err })
-      );
+      this.restart().catch((err) => {
+        this.#o.logger.error("IAM servers restart failed", { error: err });
+        // Stopped but not bound again: keep trying rather than stay unreachable.
+        if (this.#down) this.scheduleRestart(RETRY_RESTART_MS);
+      });
     }, delayMs);
   }
 
@@ -123,7 +127,8 @@ export class IamServers implements AsyncDisposable {
         );
       }
       this.#o.logger.info("restarting IAM servers on new credentials");
-      await this.#stopServers();
+      if (!this.#down) await this.#stopServers();
+      this.#down = true;
       // Keep the bound ports so clients find the servers again (matters for port 0); the
       // old sockets may take a moment to be released.
       const again = (kind: ServerKind, url: string, port: number, c: grpc.ServerCredentials) =>
@@ -132,13 +137,22 @@ export class IamServers implements AsyncDisposable {
           initialDelayMs: 100,
           maxDelayMs: 1_000,
         });
-      this.#public = await again("public", this.#o.publicUrl, this.#public.port, creds.public);
-      this.#protected = await again(
-        "protected",
-        this.#o.protectedUrl,
-        this.#protected.port,
-        creds.protected,
-      );
+      const pub = await again("public", this.#o.publicUrl, this.#public.port, creds.public);
+      let prot: GrpcServer;
+      try {
+        prot = await again(
+          "protected",
+          this.#o.protectedUrl,
+          this.#protected.port,
+          creds.protected,
+        );
+      } catch (err) {
+        await pub.shutdown();
+        throw err;
+      }
+      this.#public = pub;
+      this.#protected = prot;
+      this.#down = false;
       this.#restarts++;
       this.#o.logger.info("IAM servers restarted", {
         public: this.#public.address,
@@ -158,9 +172,12 @@ export class IamServers implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#restartTimer);
-    await this.#mutex.run(() => this.#stopServers());
+    await this.#mutex.run(() => this.#down ? undefined : this.#stopServers());
   }
 }
+
+/** Wait before another attempt when a restart could not bind the servers again, ms. */
+const RETRY_RESTART_MS = 5_000;
 
 /** Time between ending the long-lived streams and dropping the connections, ms. */
 const STREAM_FLUSH_MS = 100;

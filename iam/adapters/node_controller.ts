@@ -54,6 +54,7 @@ export type ServerKind = "public" | "protected";
  * timeout). Handlers answer it with a gRPC status rather than an `ErrorInfo`, as upstream.
  */
 export class NodeUnreachableError extends AosError {
+  /** `code`: why the node could not be reached. */
   constructor(code: "notFound" | "timeout" | "failed", message: string) {
     super(code, message);
     this.name = "NodeUnreachableError";

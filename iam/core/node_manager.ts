@@ -19,6 +19,7 @@ export interface NodeStore {
 
 /** A node as the registry knows it. */
 export interface NodeEntry {
+  /** The node's info as last reported (wire form). */
   info: NodeInfo;
   /** Whether the node is connected right now (never persisted). */
   connected: boolean;
@@ -172,6 +173,7 @@ export class NodeManager {
   readonly #nodes = new Map<string, NodeEntry>();
   readonly #listeners = new Set<NodeListener>();
 
+  /** Call {@link init} before use. */
   constructor(store: NodeStore, logger: Logger) {
     this.#store = store;
     this.#logger = logger;
