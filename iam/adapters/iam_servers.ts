@@ -165,7 +165,6 @@ export class IamServers implements AsyncDisposable {
     this.#o.endStreams();
     // Give the trailers of the ended streams a moment to leave before the connections go.
     await new Promise((r) => setTimeout(r, STREAM_FLUSH_MS));
-    for (const server of [this.#public, this.#protected]) dropConnections(server.server);
     await Promise.all([this.#public.shutdown(), this.#protected.shutdown()]);
   }
 
@@ -181,39 +180,6 @@ const RETRY_RESTART_MS = 5_000;
 
 /** Time between ending the long-lived streams and dropping the connections, ms. */
 const STREAM_FLUSH_MS = 100;
-
-type Socket = { destroy(): void; once(event: "close", fn: () => void): void };
-const connections = new WeakMap<grpc.Server, Set<Socket>>();
-
-/**
- * Tracks the TCP connections of a bound grpc-js server.
- *
- * Why: a graceful HTTP/2 shutdown sends GOAWAY, and a Deno client that receives GOAWAY on a
- * session it has used can crash inside nghttp2 (assertion in `find_stream_on_goaway_func`, or
- * SIGSEGV; denoland/deno#36788, seen with Deno 2.9.5 in about 4 of 10 tries). CM, SM and
- * secondary IAMs are Deno clients of these servers, and IAM restarts its servers on every new
- * IAM certificate, so the servers close their connections without GOAWAY instead: the
- * clients see the connection drop (as after a crash of the peer) and reconnect. This reaches
- * into grpc-js internals (`http2Servers`, 1.14); without them it falls back to the graceful
- * shutdown.
- */
-function trackConnections(server: grpc.Server): void {
-  const set = new Set<Socket>();
-  connections.set(server, set);
-  const http2Servers = (server as unknown as {
-    http2Servers?: Map<{ on(event: "connection", fn: (s: Socket) => void): void }, unknown>;
-  }).http2Servers;
-  for (const h of http2Servers?.keys() ?? []) {
-    h.on("connection", (socket) => {
-      set.add(socket);
-      socket.once("close", () => set.delete(socket));
-    });
-  }
-}
-
-function dropConnections(server: grpc.Server): void {
-  for (const socket of connections.get(server) ?? []) socket.destroy();
-}
 
 function withPort(url: string, port: number): string {
   return url.replace(/:\d+$/, `:${port}`);
@@ -243,6 +209,5 @@ async function bind(
     },
     logger: o.logger.child({ server: kind }),
   });
-  trackConnections(server.server);
   return server;
 }

@@ -55,8 +55,8 @@ export interface GrpcServer extends AsyncDisposable {
   /** The address it was bound to, with the port resolved. */
   readonly address: string;
   /**
-   * Stops accepting calls, waits for running calls up to the shutdown timeout, then cuts the
-   * rest. Idempotent.
+   * Stops the server: the TCP connections are dropped (no HTTP/2 GOAWAY, see
+   * {@link trackConnections}), then the server closes. Idempotent.
    */
   shutdown(): Promise<void>;
 }
@@ -95,6 +95,32 @@ export function normalizeListenAddress(address: string): string {
   return full;
 }
 
+type Socket = { destroy(): void; once(event: "close", fn: () => void): void };
+
+/**
+ * Tracks the TCP connections of a bound grpc-js server, so shutdown can drop them.
+ *
+ * Why: a graceful HTTP/2 shutdown sends GOAWAY, and a Deno gRPC client that receives GOAWAY on
+ * a session it has used can crash inside nghttp2 (an assertion in `find_stream_on_goaway_func`
+ * or SIGSEGV; denoland/deno#36788, seen with Deno 2.9.5 in about 4 of 10 tries). Our SMs, CMs
+ * and secondary IAMs are such clients, so servers close their connections without GOAWAY: the
+ * clients see the connection drop, as after a crash of the peer, and reconnect. This reaches
+ * into grpc-js internals (`http2Servers`, 1.14); without them shutdown stays graceful.
+ */
+function trackConnections(server: grpc.Server): Set<Socket> {
+  const set = new Set<Socket>();
+  const http2Servers = (server as unknown as {
+    http2Servers?: Map<{ on(event: "connection", fn: (s: Socket) => void): void }, unknown>;
+  }).http2Servers;
+  for (const h of http2Servers?.keys() ?? []) {
+    h.on("connection", (socket) => {
+      set.add(socket);
+      socket.once("close", () => set.delete(socket));
+    });
+  }
+  return set;
+}
+
 /** Creates a server, registers `services`, and binds it; resolves once it accepts calls. */
 export async function createGrpcServer(options: GrpcServerOptions): Promise<GrpcServer> {
   const address = normalizeListenAddress(options.address);
@@ -124,6 +150,7 @@ export async function createGrpcServer(options: GrpcServerOptions): Promise<Grpc
       },
     );
   }
+  const connections = trackConnections(server);
   const bound = address.replace(/:\d+$/, `:${port}`);
   const grace = options.shutdownTimeoutMs ?? 5_000;
   logger.info("gRPC server listening", { address: bound });
@@ -147,6 +174,7 @@ export async function createGrpcServer(options: GrpcServerOptions): Promise<Grpc
         server.forceShutdown();
         finish();
       }, grace);
+      for (const socket of connections) socket.destroy();
       server.tryShutdown(finish);
     });
   return {
