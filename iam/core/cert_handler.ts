@@ -118,6 +118,8 @@ export class CertHandler implements CertProvider {
         const { clearedInterrupted } = await storage.init();
         if (clearedInterrupted) this.#meta.removeCertsOfType(type);
         if (!config.skipValidation) await this.#sync(type, storage);
+        // A crash between storing a certificate and trimming leaves one too many.
+        await this.#trim(type, config.maxItems, storage);
         this.#newest.set(type, this.#meta.certsOfType(type)[0]);
       }
     });

@@ -3,7 +3,7 @@
  * (upstream uses it as the PKCS#11 SO PIN; our file storage keeps only a scrypt hash).
  * @module
  */
-import { randomBytes, scryptSync, timingSafeEqual } from "node:crypto";
+import { randomBytes, scrypt, timingSafeEqual } from "node:crypto";
 import { Buffer } from "node:buffer";
 import { AosError } from "@aos/shared/errors";
 
@@ -15,8 +15,11 @@ interface OwnerRecord {
   hash: string;
 }
 
-function hashPassword(password: string, salt: Buffer | Uint8Array): Buffer {
-  return scryptSync(password, salt, 32);
+/** scrypt off the event loop: a synchronous check stalls every IAM call for ~60 ms. */
+function hashPassword(password: string, salt: Buffer | Uint8Array): Promise<Buffer> {
+  return new Promise((resolve, reject) =>
+    scrypt(password, salt, 32, (err, key) => (err ? reject(err) : resolve(key)))
+  );
 }
 
 /** Owner password stored as `<file>` (JSON with salt and scrypt hash, mode 0600). */
@@ -33,7 +36,7 @@ export class OwnerPassword {
     const salt = randomBytes(16);
     const record: OwnerRecord = {
       salt: salt.toString("hex"),
-      hash: hashPassword(password, salt).toString("hex"),
+      hash: (await hashPassword(password, salt)).toString("hex"),
     };
     const tmp = `${this.#file}.tmp`;
     await Deno.writeTextFile(tmp, JSON.stringify(record), { mode: 0o600 });
@@ -59,7 +62,7 @@ export class OwnerPassword {
       );
     }
     const expected = Buffer.from(record.hash, "hex");
-    const actual = hashPassword(password, Buffer.from(record.salt, "hex"));
+    const actual = await hashPassword(password, Buffer.from(record.salt, "hex"));
     if (expected.length !== actual.length || !timingSafeEqual(expected, actual)) {
       throw new AosError("invalidArgument", `Cannot ${what}: wrong password`);
     }
