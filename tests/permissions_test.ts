@@ -67,6 +67,26 @@ async function startComponent(args: string[]): Promise<Running> {
   };
 }
 
+/** Gives the sample IAM an identifier (system id, model, subjects) and makes cm insecure. */
+async function prepareCmBesideProvisioningIam(unit: SampleUnit): Promise<void> {
+  const etc = `${unit.root}/etc`;
+  await Deno.writeTextFile(`${etc}/system-id`, "unit-permissions\n");
+  await Deno.writeTextFile(`${etc}/unit_model`, "test-unit;1.0\n");
+  await Deno.writeTextFile(`${etc}/subjects`, "subject1\n");
+  const iam = JSON.parse(await Deno.readTextFile(unit.iamConfig));
+  iam.identifier = {
+    plugin: "fileidentifier",
+    params: {
+      systemIdPath: `${etc}/system-id`,
+      unitModelPath: `${etc}/unit_model`,
+      subjectsPath: `${etc}/subjects`,
+    },
+  };
+  await Deno.writeTextFile(unit.iamConfig, JSON.stringify(iam));
+  const cm = JSON.parse(await Deno.readTextFile(unit.cmConfig));
+  await Deno.writeTextFile(unit.cmConfig, JSON.stringify({ ...cm, insecure: true }));
+}
+
 for (const component of ["iam", "sm", "cm", "mp"] as const) {
   Deno.test(`${component}: starts under its manifest and is denied the rest`, async () => {
     const unit = await writeSampleUnit();
@@ -79,7 +99,10 @@ for (const component of ["iam", "sm", "cm", "mp"] as const) {
         configOf(unit, component),
         ...extra,
       ]);
-      const iam = component === "sm"
+      // cm needs the unit's identity (IAM's identifier) and dials IAM without TLS while IAM is
+      // in provisioning mode.
+      if (component === "cm") await prepareCmBesideProvisioningIam(unit);
+      const iam = component === "sm" || component === "cm"
         ? await startComponent((await commandFor("iam", ["-c", unit.iamConfig, "-p"])).args)
         : undefined;
       assertNoForbiddenFlags(flags);

@@ -307,8 +307,35 @@ function describeRuntimePlatform(rt: RuntimeInfo): string {
   return `${arch} ${os}`;
 }
 
+/** Kernel / `uname -m` names of architectures and their OCI names. */
+const OCI_ARCH: Readonly<Record<string, string>> = {
+  x86_64: "amd64",
+  "x86-64": "amd64",
+  x64: "amd64",
+  aarch64: "arm64",
+  armv7l: "arm",
+  armv6l: "arm",
+  i386: "386",
+  i686: "386",
+  ppc64le: "ppc64le",
+  s390x: "s390x",
+  riscv64: "riscv64",
+};
+
+/**
+ * The OCI name of an architecture: IAM and SM report the kernel's (`x86_64`, `aarch64`), while
+ * image configs use OCI's (`amd64`, `arm64`), so both sides are compared in OCI terms.
+ */
+export function ociArchitecture(arch: string): string {
+  const a = arch.toLowerCase();
+  return OCI_ARCH[a] ?? a;
+}
+
 function platformMatches(p: PlatformRequirements, rt: RuntimeInfo): boolean {
-  if (p.architecture && rt.archInfo?.architecture !== p.architecture) return false;
+  if (
+    p.architecture &&
+    ociArchitecture(rt.archInfo?.architecture ?? "") !== ociArchitecture(p.architecture)
+  ) return false;
   if (p.variant && rt.archInfo?.variant !== p.variant) return false;
   if (p.os && rt.osInfo?.os !== p.os) return false;
   if (p.osVersion && rt.osInfo?.version !== p.osVersion) return false;

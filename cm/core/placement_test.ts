@@ -205,6 +205,27 @@ test("runtime type: default crun/runc, else the item config's list", () => {
   );
 });
 
+test("platform: kernel architecture names match OCI ones (x86_64 = amd64, aarch64 = arm64)", () => {
+  for (
+    const [kernel, oci, ok] of [
+      ["x86_64", "amd64", true],
+      ["aarch64", "arm64", true],
+      ["AARCH64", "arm64", true],
+      ["x86_64", "arm64", false],
+      ["amd64", "x86_64", true],
+    ] as const
+  ) {
+    const ns = [
+      node("n1", { runtimes: [rt("r", "runc", { archInfo: { architecture: kernel } })] }),
+    ];
+    const r = placeInstances({
+      nodes: ns,
+      requests: [req("svc", 1, { manifests: [manifest({}, { architecture: oci })] })],
+    });
+    assert.equal(r.placements.length === 1, ok, `${kernel} vs ${oci}`);
+  }
+});
+
 test("platform: architecture, variant, os, os version and features", () => {
   const runtime = rt("r", "runc", {
     archInfo: { architecture: "arm64", variant: "v8" },
