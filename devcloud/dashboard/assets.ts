@@ -422,7 +422,9 @@ export const APP_JS = String.raw`"use strict";
   });
 
   poll();
-  connect();
+  // "?live=0" keeps to polling: for clients (and headless runs) that cannot hold a stream open.
+  if (new URLSearchParams(location.search).get("live") === "0") setLive("polling", "warn");
+  else connect();
   setInterval(function () { if (!live) poll(); }, POLL_MS);
 })();
 `;
