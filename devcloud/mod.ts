@@ -45,3 +45,5 @@ export {
   parseClientArgs,
   runClient,
 } from "./cli.ts";
+export * from "./dashboard.ts";
+export * from "./dashboard_state.ts";
