@@ -521,16 +521,19 @@ export class RuncRuntime implements ContainerRuntime {
 
   /** Spawns `runc run` and waits for `running` (or an early exit). Runs under `m.lock`. */
   async #launch(m: Managed): Promise<void> {
-    // A stale container of the same ID (SM crash) would make `runc run` fail.
-    await this.#runc.delete(m.id);
+    // A stale container of the same ID (SM crash) would make `runc run` fail. Its state dir
+    // tells without running runc, which costs a process per start.
+    if (await exists(`${this.#runc.root}/${m.id}`)) await this.#runc.delete(m.id);
     const runcLog = `${m.bundle}/runc.log`;
+    const pidFile = `${m.bundle}/init.pid`;
     await removeTree(runcLog);
+    await removeTree(pidFile);
     const child = this.#spawner.spawn(this.#runc.binary, [
       "--log",
       runcLog,
       "--log-format",
       "json",
-      ...this.#runc.runArgs(m.bundle, m.id),
+      ...this.#runc.runArgs(m.bundle, m.id, pidFile),
     ]);
     m.child = child;
     m.policy.started();
@@ -549,10 +552,15 @@ export class RuncRuntime implements ContainerRuntime {
       this.#log.error("exit handling failed", { instance: m.id, err })
     );
 
+    // runc writes the pid file once the container process has been started: watching for it
+    // is a stat per tick. `runc state` (a process each time) is asked only now and then, for
+    // an OCI runtime that would not write the file.
     const deadline = this.#clock.now() + this.#activeTimeout;
-    while (!done) {
-      const st = await this.#runc.state(m.id).catch(() => undefined);
-      if (st?.status === "running") {
+    for (let tick = 0; !done; tick++) {
+      const running = (await exists(pidFile))?.isFile ||
+        (tick % 20 === 19 &&
+          (await this.#runc.state(m.id).catch(() => undefined))?.status === "running");
+      if (running && !done) {
         this.#setState(m, "active");
         return;
       }
@@ -566,7 +574,7 @@ export class RuncRuntime implements ContainerRuntime {
           `Instance ${m.id} did not reach running within ${this.#activeTimeout} ms`,
         );
       }
-      await sleep(25);
+      await sleep(10);
     }
     // It exited before we saw it running: a runc error is a start failure; a quick exit of the
     // program itself is left to the exit handler and the restart policy.

@@ -34,9 +34,13 @@ export class Runc {
     this.#timeoutMs = timeoutMs;
   }
 
-  /** Arguments of a foreground `runc run` (to pass to the spawn port with {@link binary}). */
-  runArgs(bundle: string, id: string): string[] {
-    return ["--root", this.root, "run", "--bundle", bundle, id];
+  /**
+   * Arguments of a foreground `runc run` (to pass to the spawn port with {@link binary}); runc
+   * writes `pidFile` once the container process has started.
+   */
+  runArgs(bundle: string, id: string, pidFile?: string): string[] {
+    const pid = pidFile ? ["--pid-file", pidFile] : [];
+    return ["--root", this.root, "run", ...pid, "--bundle", bundle, id];
   }
 
   async #call(args: string[]) {
