@@ -31,6 +31,7 @@ import {
   buildEnvelope,
   type DesiredStatus,
   encodeEnvelope,
+  MESSAGE_SCHEMAS,
   type MessageType,
   parseCloudMessage,
   type UnitConfig,
@@ -989,7 +990,15 @@ async function loadUnits(path: string): Promise<UnitRecord[]> {
   ).map((u) => ({
     ...u,
     alerts: u.alerts.map((a) => ({ ...a, timestamp: new Date(a.timestamp) })),
+    monitoring: reviveMonitoring(u.monitoring),
   }));
+}
+
+/** Monitoring saved as JSON gets its timestamps back as `Date`s (through the message schema). */
+function reviveMonitoring(saved: UnitRecord["monitoring"]): UnitRecord["monitoring"] {
+  if (!saved) return undefined;
+  const r = MESSAGE_SCHEMAS.monitoringData.safeParse({ ...saved, messageType: "monitoringData" });
+  return r.success ? r.data : undefined;
 }
 
 /** Starts devcloud: loads or creates its PKI and state, and listens. */
