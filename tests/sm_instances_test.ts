@@ -11,7 +11,7 @@ import type { InstanceStatus } from "@aos/proto/servicemanager/v5/servicemanager
 import { fromErrorInfo } from "@aos/shared/errors";
 import { createIamClient } from "@aos/shared/iamclient";
 import { cpuQuota } from "../sm/runtime/bundle.ts";
-import { cgroupFiles } from "../sm/runtime/cgroups.ts";
+import { cgroupFiles, detectCgroupLayout } from "../sm/runtime/cgroups.ts";
 import { instanceId } from "../sm/runtime/instance_id.ts";
 import { busyboxLayer, layer, serviceImage } from "./fixtures/oci_image.ts";
 import {
@@ -169,7 +169,7 @@ Deno.test({
         "active",
         await Deno.readTextFile(`${u.paths.runtimeDir}/${id}.log`).catch(() => ""),
       );
-      const files = cgroupFiles("v1", `/aos/${id}`);
+      const files = cgroupFiles(await detectCgroupLayout(), `/aos/${id}`);
       assert.equal(await readNum(files.memoryLimit), 64 * 1024 * 1024);
       assert.equal((await Deno.readTextFile(files.pidsMax)).trim(), "12");
       const log = `${u.paths.runtimeDir}/${id}.log`;
@@ -195,8 +195,12 @@ Deno.test({
       const maxDmips = Number(node.maxDmips);
       const expected = Math.max(1000, Math.floor(2500 * 100_000 * cores / maxDmips));
       assert.equal(cpuQuota(2500, { maxDmips, totalCores: cores }), expected);
-      assert.equal(await readNum(files.cpuQuota), expected);
-      assert.equal(await readNum(files.cpuPeriod), 100_000);
+      if (files.layout === "v1") {
+        assert.equal(await readNum(files.cpuQuota), expected);
+        assert.equal(await readNum(files.cpuPeriod), 100_000);
+      } else {
+        assert.equal((await Deno.readTextFile(files.cpuQuota)).trim(), `${expected} 100000`);
+      }
     });
 
     await t.step(
