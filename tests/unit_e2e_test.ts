@@ -3,8 +3,10 @@
  * devcloud (in this process) is the cloud; `iam -p` is provisioned with certificates of
  * devcloud's dev CA, then restarted normally; `sm` and `cm` talk mTLS to IAM and to each other;
  * CM finds devcloud through the `online` certificate. A busybox service is deployed with two
- * instances, runs in runc, is reported to the cloud in schema-valid unit statuses, and is
- * removed again.
+ * instances, runs in runc, is reported to the cloud in schema-valid unit statuses; CM is killed
+ * with SIGKILL and restarted (nothing downloaded again, containers untouched); the service is
+ * removed; finally CM runs with an allow-list that lacks the blob host, and a new service fails
+ * with the reason while the cloud gets an alert.
  */
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
@@ -104,12 +106,15 @@ Deno.test({
       });
       u.cloud = cloud;
       const statuses: Omit<UnitStatus, "messageType">[] = [];
+      let blobRequests = 0;
       const offEvents = cloud.subscribe((e) => {
         if (e.type === "message" && e.message.messageType === "unitStatus") {
           const { messageType: _, ...body } = e.message;
           statuses.push(body);
         }
+        if (e.type === "message" && e.message.messageType === "requestBlobUrls") blobRequests++;
       });
+      const fullCount = () => statuses.filter((s) => !s.isDeltaInfo).length;
 
       // IAM: provisioned with the dev CA's certificates, then in normal mode.
       const node = await writeIamNode(
@@ -197,8 +202,9 @@ Deno.test({
           allowedHosts: [`localhost:${blobsPort}`],
         }),
       );
-      u.processes.push(await startComponent("cm", (await commandFor("cm", ["-c", cmConfig])).args));
-      const cm = u.processes.at(-1)!;
+      const cmArgs = (await commandFor("cm", ["-c", cmConfig])).args;
+      let cm = await startComponent("cm", cmArgs);
+      u.processes.push(cm);
       u.processes.push(await startComponent("sm", (await commandFor("sm", ["-c", smConfig])).args));
       const systemId = "system-main0";
       await waitFor(
@@ -247,29 +253,32 @@ Deno.test({
       const containers = await u.runc.list();
       assert.equal(containers.filter((c) => c.status === "running").length, 2);
 
-      // Every unit status the cloud received is valid v7 (rebuilt from what devcloud parsed,
-      // which round-trips byte for byte, see the conformance tests).
-      assert.ok(statuses.some((s) => !s.isDeltaInfo));
-      console.log(
-        `unit statuses received: ${statuses.filter((s) => !s.isDeltaInfo).length} full, ` +
-          `${statuses.filter((s) => s.isDeltaInfo).length} delta (schema checked: ${HAVE_SPEC})`,
-      );
-      if (HAVE_SPEC) {
-        const validate = await loadValidator();
-        for (const s of statuses) {
-          const env = JSON.parse(new TextDecoder().decode(encodeEnvelope(buildEnvelope(
-            { systemId, txn: crypto.randomUUID(), createdAt: new Date() },
-            buildUnitStatus(s),
-          ))));
-          assert.deepEqual(validate(env), [], JSON.stringify(s).slice(0, 2000));
-        }
-      }
       const unit = cloud.units().find((x) => x.systemId === systemId)!;
       const instances = unit.status.instances.filter((i) => i.item.id === record.id);
       assert.deepEqual(instances.map((i) => [i.instance, i.state, i.node.codename]).sort(), [
         [0, "active", "main0"],
         [1, "active", "main0"],
       ]);
+
+      // CM killed with SIGKILL while the service runs: the restarted CM keeps placements and
+      // ids, downloads nothing again, reports a full status, and the containers are untouched.
+      const running = (await u.runc.list()).map((c) => `${c.id}:${c.pid}`).sort();
+      const requestsBefore = blobRequests;
+      const fullBefore = fullCount();
+      await cm.kill();
+      u.processes.splice(u.processes.indexOf(cm), 1);
+      cm = await startComponent("cm", cmArgs);
+      u.processes.push(cm);
+      await waitFor("a full status after the restart", () => fullCount() > fullBefore, 30_000);
+      await waitFor("2 active instances after the restart", () => {
+        const s = cloud.units().find((x) => x.systemId === systemId)?.status;
+        return s?.instances.filter((i) => i.item.id === record.id && i.state === "active")
+          .length === 2;
+      }, 30_000).catch((err) => {
+        throw new Error(`${err}\ncm log:\n${cm.log().slice(-6000)}`);
+      });
+      assert.equal(blobRequests, requestsBefore, "no blob was requested again");
+      assert.deepEqual((await u.runc.list()).map((c) => `${c.id}:${c.pid}`).sort(), running);
 
       // Remove: instances stop, the containers go, the item is removed.
       const t1 = performance.now();
@@ -291,6 +300,71 @@ Deno.test({
         assert.deepEqual(rows.map((r) => r.state), ["removed"]);
       } finally {
         db.close();
+      }
+
+      // allowedHosts without devcloud's blob host: CM (and Deno under its manifest) refuse the
+      // URLs; the item fails with the reason and the cloud gets an alert.
+      await cm.stop(15_000);
+      u.processes.splice(u.processes.indexOf(cm), 1);
+      const cfg = JSON.parse(await Deno.readTextFile(cmConfig));
+      await Deno.writeTextFile(
+        cmConfig,
+        JSON.stringify({ ...cfg, allowedHosts: ["blobs.example.com"] }),
+      );
+      const fullBeforeDenied = fullCount();
+      cm = await startComponent("cm", (await commandFor("cm", ["-c", cmConfig])).args);
+      u.processes.push(cm);
+      await waitFor("a full status", () => fullCount() > fullBeforeDenied, 30_000);
+      const denied = await cloud.deploy("denied", {
+        instances: 1,
+        source: rootfs,
+        manifest: {
+          name: "denied",
+          version: "1.0.0",
+          cmd: ["/bin/sh", "-c", SERVICE_SCRIPT],
+          env: [],
+          os: "linux",
+        },
+      });
+      const failed = await waitFor("the denied item failed", () => {
+        const p = cloud.status().services.find((x) => x.name === "denied")?.units.find((x) =>
+          x.systemId === systemId
+        );
+        return p?.itemState === "failed" ? p : undefined;
+      }, 30_000);
+      assert.match(failed.itemError ?? "", /not on the allow-list|not in allowedHosts/);
+      const alert = await waitFor(
+        "the refusal alert",
+        () => {
+          for (const a of cloud.alerts(systemId)) {
+            if (
+              a.tag === "downloadProgressAlert" && a.state === "interrupted" &&
+              /allowedHosts/.test(a.reason ?? "")
+            ) return a;
+          }
+          return undefined;
+        },
+        15_000,
+      );
+      assert.ok(alert.url.startsWith(cloud.blobsUrl), alert.url);
+      assert.ok(denied.id);
+
+      // Every unit status the cloud received is valid v7 (rebuilt from what devcloud parsed,
+      // which round-trips byte for byte, see the conformance tests).
+      assert.ok(statuses.some((s) => !s.isDeltaInfo));
+      console.log(
+        `unit statuses received: ${statuses.filter((s) => !s.isDeltaInfo).length} full, ` +
+          `${statuses.filter((s) => s.isDeltaInfo).length} delta (schema checked: ${HAVE_SPEC})`,
+      );
+      if (HAVE_SPEC) {
+        const validate = await loadValidator();
+        for (const s of statuses) {
+          const env = JSON.parse(new TextDecoder().decode(encodeEnvelope(buildEnvelope(
+            { systemId, txn: crypto.randomUUID(), createdAt: new Date() },
+            buildUnitStatus(s),
+          ))));
+          assert.deepEqual(validate(env), [], JSON.stringify(s).slice(0, 2000));
+        }
       }
       offEvents();
     } finally {
