@@ -89,7 +89,7 @@ async function cleanup(u: Partial<Unit> & { root: string }): Promise<void> {
 
 Deno.test({
   name:
-    "unit e2e: devcloud deploys a busybox service with 2 instances to iam + sm + cm, then removes it",
+    "unit e2e: 2 busybox instances via iam + sm + cm; cm kill -9 survived; removed; blob host refused",
   ignore: skip !== undefined,
   async fn() {
     const root = await Deno.makeTempDir({ prefix: "aos-e2e-" });
