@@ -24,7 +24,10 @@ export interface CmSessionHandlers {
   smInfo(): Promise<SMInfo> | SMInfo;
   /** Full snapshot sent after `sm_info` and after every update batch. */
   instancesStatus(): Promise<InstanceStatus[]> | InstanceStatus[];
-  /** Runs an `update_instances` delta; the session sends `node_instances_status` when it resolves. */
+  /**
+   * Runs an `update_instances` delta; the session sends `node_instances_status` when it
+   * resolves. Called for every batch as it arrives: the handler runs them in that order.
+   */
   updateInstances(update: UpdateInstances): Promise<void>;
   nodeConfigStatus(): NodeConfigStatus;
   checkNodeConfig(config: string, version: string): NodeConfigStatus;
@@ -57,7 +60,6 @@ export class CmSession implements AsyncDisposable {
   #client: SMServiceClient | undefined;
   #stream: grpc.ClientDuplexStream<SMOutgoingMessages, SMIncomingMessages> | undefined;
   #loop: Promise<void> | undefined;
-  #updating = false;
   #connectedListeners = new Set<(connected: boolean) => void>();
 
   constructor(options: CmSessionOptions) {
@@ -189,18 +191,12 @@ export class CmSession implements AsyncDisposable {
   }
 
   async #update(update: UpdateInstances): Promise<void> {
-    if (this.#updating) {
-      // Upstream rejects an overlapping batch with wrongState and only logs it.
-      this.#o.logger.error("update_instances rejected: a batch is still running");
-      return;
-    }
-    this.#updating = true;
+    // Upstream rejects a batch that overlaps a running one with wrongState and only logs it, so
+    // the CM's desired set is lost; the handler (the launcher) queues batches in arrival order.
     try {
       await this.#o.handlers.updateInstances(update);
     } catch (err) {
       this.#o.logger.error("update_instances failed", { error: err });
-    } finally {
-      this.#updating = false;
     }
     await this.sendNodeInstancesStatus();
   }

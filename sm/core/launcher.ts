@@ -11,7 +11,7 @@ import {
   type InstanceStatus as WireStatus,
   type UpdateInstances,
 } from "@aos/proto/servicemanager/v5/servicemanager.ts";
-import { AosError, toAosError, toErrorInfo } from "@aos/shared/core";
+import { AosError, Mutex, toAosError, toErrorInfo } from "@aos/shared/core";
 import type { Logger } from "@aos/shared/logger";
 import { parseDigest } from "@aos/shared/oci";
 
@@ -150,7 +150,12 @@ export class Launcher {
   readonly #errors = new Map<string, { info: InstanceInfo; error: AosError }>();
   /** The InstanceInfo each running instance was started with. */
   readonly #startedWith = new Map<string, InstanceInfo>();
-  #busy = false;
+  /**
+   * Updates and the start-up restore run one after the other. Upstream rejects an update that
+   * overlaps a running one with wrongState and only logs it, which loses the CM's batch: a CM
+   * that reconnects while the restore runs sends its desired set right then.
+   */
+  readonly #lock = new Mutex();
 
   constructor(deps: LauncherDeps) {
     this.#d = deps;
@@ -166,65 +171,59 @@ export class Launcher {
    * Applies an `update_instances` delta: persists the new desired set, then reconciles.
    * Resolves with statuses of requests that named nothing (a stop of an instance this node does
    * not have): upstream ignores those silently; here the CM gets an `inactive` status with a
-   * `notFound` error, while the snapshot stays the real state.
+   * `notFound` error, while the snapshot stays the real state. Waits for a running update or
+   * restore to finish first.
    */
-  async update(update: UpdateInstances): Promise<WireStatus[]> {
-    if (this.#busy) throw new AosError("wrongState", "An instance update is already running");
-    this.#busy = true;
-    try {
-      const usedBefore = this.#usedItems();
-      const known = new Set(this.#d.store.list().map((d) => d.instanceId));
-      const rejected: WireStatus[] = [];
-      for (const ident of update.stopInstances) {
-        const id = this.#d.instanceIdOf(ident);
-        if (!known.has(id) && !this.#errors.has(id)) {
-          const error = new AosError(
-            "notFound",
-            `Cannot stop instance ${identKey(ident)}: it is not on this node`,
-          );
-          this.#d.logger.warn("stop of an unknown instance ignored", { ident: identKey(ident) });
-          rejected.push({
-            instance: ident,
-            version: "",
-            runtimeId: this.#d.runtimeId,
-            manifestDigest: "",
-            envVars: [],
-            state: "inactive",
-            error: toErrorInfo(error),
-          });
-          continue;
-        }
-        this.#d.store.remove(id);
-        this.#errors.delete(id);
+  update(update: UpdateInstances): Promise<WireStatus[]> {
+    return this.#lock.run(() => this.#update(update));
+  }
+
+  async #update(update: UpdateInstances): Promise<WireStatus[]> {
+    const usedBefore = this.#usedItems();
+    const known = new Set(this.#d.store.list().map((d) => d.instanceId));
+    const rejected: WireStatus[] = [];
+    for (const ident of update.stopInstances) {
+      const id = this.#d.instanceIdOf(ident);
+      if (!known.has(id) && !this.#errors.has(id)) {
+        const error = new AosError(
+          "notFound",
+          `Cannot stop instance ${identKey(ident)}: it is not on this node`,
+        );
+        this.#d.logger.warn("stop of an unknown instance ignored", { ident: identKey(ident) });
+        rejected.push({
+          instance: ident,
+          version: "",
+          runtimeId: this.#d.runtimeId,
+          manifestDigest: "",
+          envVars: [],
+          state: "inactive",
+          error: toErrorInfo(error),
+        });
+        continue;
       }
-      for (const info of update.startInstances) {
-        const bad = checkInstanceInfo(info);
-        const id = info.instance
-          ? this.#d.instanceIdOf(info.instance)
-          : `invalid:${identKey(info.instance)}`;
-        if (bad) {
-          this.#d.logger.warn("instance rejected", { item: info.instance?.itemId, error: bad });
-          this.#errors.set(id, { info, error: bad });
-          continue;
-        }
-        this.#errors.delete(id);
-        this.#d.store.put({ instanceId: id, info });
-      }
-      await this.#reconcile(usedBefore);
-      return rejected;
-    } finally {
-      this.#busy = false;
+      this.#d.store.remove(id);
+      this.#errors.delete(id);
     }
+    for (const info of update.startInstances) {
+      const bad = checkInstanceInfo(info);
+      const id = info.instance
+        ? this.#d.instanceIdOf(info.instance)
+        : `invalid:${identKey(info.instance)}`;
+      if (bad) {
+        this.#d.logger.warn("instance rejected", { item: info.instance?.itemId, error: bad });
+        this.#errors.set(id, { info, error: bad });
+        continue;
+      }
+      this.#errors.delete(id);
+      this.#d.store.put({ instanceId: id, info });
+    }
+    await this.#reconcile(usedBefore);
+    return rejected;
   }
 
   /** Starts everything stored (SM start-up). */
-  async restore(): Promise<void> {
-    this.#busy = true;
-    try {
-      await this.#reconcile(new Set());
-    } finally {
-      this.#busy = false;
-    }
+  restore(): Promise<void> {
+    return this.#lock.run(() => this.#reconcile(new Set()));
   }
 
   async #reconcile(usedBefore: Set<string>): Promise<void> {

@@ -221,3 +221,32 @@ Deno.test({
     assert.deepEqual(launcher.statuses().map((s) => s.instance?.itemId), ["svc"]);
   },
 });
+
+Deno.test({
+  name: "an update arriving during the restore (CM reconnects) waits for it and is applied",
+  ...pure,
+  async fn() {
+    const { store, runtime, launcher } = setup();
+    store.put({ instanceId: identKey(ident("svc")), info: info("svc") });
+    store.put({ instanceId: identKey(ident("svc", 1n)), info: info("svc", 1n) });
+    // The restore's starts hang until released, as a real container start takes a while.
+    const gate = Promise.withResolvers<void>();
+    const start = runtime.start.bind(runtime);
+    runtime.start = async (d) => {
+      await gate.promise;
+      return await start(d);
+    };
+    const restoring = launcher.restore();
+    const updating = launcher.update({ startInstances: [], stopInstances: [ident("svc", 1n)] });
+    gate.resolve();
+    await restoring;
+    assert.deepEqual(await updating, []);
+    assert.deepEqual([...store.rows.keys()], [identKey(ident("svc"))]);
+    assert.deepEqual(runtime.log, [
+      "start svc/0",
+      "start svc/1",
+      `stop ${identKey(ident("svc", 1n))}`,
+    ]);
+    assert.deepEqual(launcher.statuses().map((s) => s.instance?.instance), [0n]);
+  },
+});
