@@ -97,6 +97,17 @@ export interface DevcloudOptions {
   maxAlerts?: number;
   /** Largest accepted unit message (default 4 MiB). */
   maxMessageBytes?: number;
+  /**
+   * Base URL written into blob URLs instead of the blob server's own (`<base>/sha256/<hex>`),
+   * e.g. a proxy in front of it that a fault test throttles.
+   */
+  blobsBaseUrl?: string;
+}
+
+/** Options of {@link Devcloud.dropSessions}. */
+export interface DropOptions {
+  /** Answer WebSocket upgrades with 503 for this long afterwards (default 0). */
+  refuseForMs?: number;
 }
 
 /** A deployed service. */
@@ -249,6 +260,8 @@ export class Devcloud implements AsyncDisposable {
   #unitsTimer: ReturnType<typeof setTimeout> | undefined;
   #unitsWrite: Promise<void> = Promise.resolve();
   #closed = false;
+  /** WebSocket upgrades are refused until then (epoch ms), see {@link dropSessions}. */
+  #refuseUntil = 0;
 
   private constructor(
     options: DevcloudOptions,
@@ -287,6 +300,10 @@ export class Devcloud implements AsyncDisposable {
         info: { req: IncomingMessage },
         cb: (ok: boolean, code?: number, message?: string) => void,
       ) => {
+        if (this.#clock.now() < this.#refuseUntil) {
+          this.#log.warn("WebSocket upgrade refused: sessions are being dropped");
+          return cb(false, 503, "Service Unavailable");
+        }
         const token = /^Bearer (.+)$/.exec(info.req.headers.authorization ?? "")?.[1];
         const systemId = token === undefined ? undefined : this.#tokens.get(token);
         if (systemId === undefined) {
@@ -367,8 +384,13 @@ export class Devcloud implements AsyncDisposable {
     return `wss://${this.#publicHost}:${this.#cloudPort}/ws`;
   }
 
-  /** Base URL of the blob server. */
+  /** Base URL of blobs in `blobUrls` (the blob server's own unless `blobsBaseUrl` is set). */
   get blobsUrl(): string {
+    return this.#o.blobsBaseUrl ?? this.blobServerUrl;
+  }
+
+  /** Base URL of the blob server itself. */
+  get blobServerUrl(): string {
     return `http://${this.#publicHost}:${this.#files.addr.port}/blobs`;
   }
 
@@ -556,6 +578,18 @@ export class Devcloud implements AsyncDisposable {
   /** Messages sent to a unit and not acked yet. */
   unacked(systemId: string): number {
     return this.#sessions.get(systemId)?.pending.size ?? 0;
+  }
+
+  /**
+   * Closes every unit's WebSocket abruptly (no close frame), as a cloud restart or a broken
+   * network would, and optionally refuses new upgrades for a while; returns how many were open.
+   * For fault tests: the units reconnect on their own.
+   */
+  dropSessions(options: DropOptions = {}): number {
+    this.#refuseUntil = this.#clock.now() + Math.max(options.refuseForMs ?? 0, 0);
+    const sessions = [...this.#sessions.values()];
+    for (const s of sessions) this.#endSession(s, "dropped by devcloud");
+    return sessions.length;
   }
 
   /** Stops every server and session and writes the unit file. */

@@ -3,7 +3,9 @@
  * devcloud in this process, iam + sm + cm as real processes under their permission manifests.
  * `hello` v1 is deployed with 2 instances that answer over their port; it is updated to v2
  * (instances replaced, v1 removed); `sm` is killed with SIGKILL and restarted (instances
- * recovered, no duplicate container, no leaked mount); the service is removed (nothing left).
+ * recovered, no duplicate container, no leaked mount); the service is removed (nothing left);
+ * v3 is deployed and the cloud drops the WebSocket while a layer downloads (CM reconnects with
+ * back-off, reports a full status, and the update finishes).
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -27,6 +29,7 @@ import { mountsUnder } from "../sm/runtime/rootfs.ts";
 const SERVICE = "hello";
 const PAGE_V1 = "hello v1 from the lifecycle test\n";
 const PAGE_V2 = "hello v2 from the lifecycle test\n";
+const PAGE_V3 = "hello v3 after a dropped cloud connection\n";
 
 /** Why this test cannot run here, if it cannot. */
 async function skipReason(): Promise<string | undefined> {
@@ -71,6 +74,85 @@ function cmItemStates(dbPath: string, itemId: string): string[][] {
   }
 }
 
+/**
+ * A pass-through proxy in front of devcloud's blob server (devcloud writes its URL into
+ * `blobUrls`) that, once armed, stalls the next large blob after its first 256 KiB until
+ * released: a download that is certainly in progress.
+ */
+class StallingBlobProxy implements AsyncDisposable {
+  readonly #server: Deno.HttpServer<Deno.NetAddr>;
+  readonly #client = Deno.createHttpClient({});
+  /** `host:port` of the blob server, set once devcloud listens. */
+  target = "";
+  #armed = false;
+  #release = Promise.withResolvers<void>();
+  /** Resolves with the stalled blob's path. */
+  stalled = Promise.withResolvers<string>();
+
+  constructor() {
+    this.#server = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+      (req) => this.#forward(req),
+    );
+  }
+
+  /** The blobs base URL to give devcloud (`localhost`: CM dials it as its allowed host). */
+  get url(): string {
+    return `http://localhost:${this.#server.addr.port}/blobs`;
+  }
+
+  /** Stalls the next blob larger than 512 KiB. */
+  arm(): void {
+    this.#armed = true;
+    this.#release = Promise.withResolvers();
+    this.stalled = Promise.withResolvers();
+  }
+
+  /** Lets the stalled blob go on. */
+  release(): void {
+    this.#release.resolve();
+  }
+
+  async #forward(req: Request): Promise<Response> {
+    const headers = new Headers();
+    const range = req.headers.get("range");
+    if (range) headers.set("range", range);
+    const path = new URL(req.url).pathname;
+    const up = await fetch(`http://${this.target}${path}`, { headers, client: this.#client });
+    const size = Number(up.headers.get("content-length") ?? 0);
+    if (!this.#armed || size < 512 * 1024 || !up.body) {
+      return new Response(up.body, { status: up.status, headers: up.headers });
+    }
+    this.#armed = false;
+    const reader = up.body.getReader();
+    const released = this.#release.promise;
+    const stalled = this.stalled;
+    let sent = 0;
+    let held = false;
+    const body = new ReadableStream<Uint8Array>({
+      pull: async (ctrl) => {
+        if (sent >= 256 * 1024 && !held) {
+          held = true;
+          stalled.resolve(path);
+          await released;
+        }
+        const { value, done } = await reader.read();
+        if (done) return ctrl.close();
+        sent += value.length;
+        ctrl.enqueue(value);
+      },
+      cancel: (reason) => reader.cancel(reason),
+    });
+    return new Response(body, { status: up.status, headers: up.headers });
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.release();
+    await this.#server.shutdown();
+    this.#client.close();
+  }
+}
+
 function logs(unit: LocalUnit | undefined): string {
   return (unit?.processes ?? []).map((p) => `--- ${p.name} log (tail) ---\n${p.log().slice(-4000)}`)
     .join("\n");
@@ -82,19 +164,26 @@ Deno.test({
   async fn() {
     const root = await Deno.makeTempDir({ prefix: "aos-lifecycle-" });
     const held: { cloud?: Devcloud; unit?: LocalUnit; off?: () => void } = {};
+    await using proxy = new StallingBlobProxy();
     let failed = true;
     try {
       const c = held.cloud = await startDevcloud({
         workingDir: join(root, "devcloud"),
         cloudListen: "localhost:0",
         blobsListen: "localhost:0",
+        blobsBaseUrl: proxy.url,
         logger: nullLogger,
       });
+      proxy.target = new URL(c.blobServerUrl).host.replace(/^localhost:/, "127.0.0.1:");
       const statuses: Omit<UnitStatus, "messageType">[] = [];
+      /** Session events and full statuses, in order. */
+      const timeline: string[] = [];
       held.off = c.subscribe((e) => {
+        if (e.type === "connected" || e.type === "disconnected") timeline.push(e.type);
         if (e.type === "message" && e.message.messageType === "unitStatus") {
           const { messageType: _, ...body } = e.message;
           statuses.push(body);
+          if (!body.isDeltaInfo) timeline.push("full status");
         }
       });
       const layout = await writeLocalUnit(join(root, "unit"), c);
@@ -246,6 +335,51 @@ Deno.test({
       assert.deepEqual(cmItemStates(join(layout.root, "var/cm/cm.db"), v1.id), [
         ["2.0.0", "removed"],
       ]);
+
+      // 5. The cloud drops the WebSocket while a layer is downloading (the proxy holds it
+      // half-sent) and refuses upgrades for a while: CM reconnects with back-off, sends a full
+      // status, and the update finishes once the layer flows again.
+      const v3Dir = join(root, "services/v3");
+      await writeBusyboxService(v3Dir, PAGE_V3);
+      proxy.arm();
+      t = performance.now();
+      const v3 = await c.deploy(SERVICE, {
+        instances: 1,
+        source: join(v3Dir, "rootfs"),
+        manifest: busyboxServiceManifest(SERVICE, "3.0.0"),
+      });
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const stalledPath = await Promise.race([
+        proxy.stalled.promise,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error("no layer download started")), 30_000);
+        }),
+      ]).catch(withLogs).finally(() => clearTimeout(timer));
+      assert.equal(progress("3.0.0")?.itemState ?? "absent", "absent");
+      const mark = timeline.length;
+      const cmLogMark = u.processes.find((p) => p.name === "cm")!.log().length;
+      assert.equal(c.dropSessions({ refuseForMs: 2_500 }), 1);
+      await waitFor("a full status after the reconnect", () => {
+        const after = timeline.slice(mark);
+        const at = after.indexOf("connected");
+        return at >= 0 && after.indexOf("full status", at) > at;
+      }, 30_000).catch(withLogs);
+      console.log(`dropped → reconnected + full status: ${Math.round(performance.now() - t)} ms`);
+      const refusals = u.processes.find((p) => p.name === "cm")!.log().slice(cmLogMark)
+        .match(/Cannot connect to the cloud/g)?.length ?? 0;
+      assert.ok(refusals >= 2, `CM retried with back-off (${refusals} refused attempts)`);
+      proxy.release();
+      const done3 = await untilDone("3.0.0", "v3: installed + 1 active after the drop");
+      console.log(
+        `drop mid-download (${stalledPath.slice(-12)}) → v3 active: ${
+          Math.round(performance.now() - t)
+        } ms`,
+      );
+      assert.equal(done3.instances.active, 1);
+      const ids4 = await running();
+      assert.equal(ids4.length, 1);
+      assert.equal(await page(runcRoot, ids4[0]!), PAGE_V3);
+      assert.notEqual(v3.id, v1.id, "a removed service deployed again is a new item");
       failed = false;
     } finally {
       held.off?.();
