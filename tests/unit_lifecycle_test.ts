@@ -159,7 +159,8 @@ function logs(unit: LocalUnit | undefined): string {
 }
 
 Deno.test({
-  name: "unit lifecycle: deploy answers, update replaces, sm kill -9 recovers, remove cleans",
+  name:
+    "unit lifecycle: deploy answers, update replaces, sm kill -9 recovers, remove cleans, cloud drop mid-download",
   ignore: skip !== undefined,
   async fn() {
     const root = await Deno.makeTempDir({ prefix: "aos-lifecycle-" });
@@ -358,20 +359,24 @@ Deno.test({
       assert.equal(progress("3.0.0")?.itemState ?? "absent", "absent");
       const mark = timeline.length;
       const cmLogMark = u.processes.find((p) => p.name === "cm")!.log().length;
+      const tDrop = performance.now();
       assert.equal(c.dropSessions({ refuseForMs: 2_500 }), 1);
       await waitFor("a full status after the reconnect", () => {
         const after = timeline.slice(mark);
         const at = after.indexOf("connected");
         return at >= 0 && after.indexOf("full status", at) > at;
       }, 30_000).catch(withLogs);
-      console.log(`dropped → reconnected + full status: ${Math.round(performance.now() - t)} ms`);
+      console.log(
+        `drop → reconnected + full status: ${Math.round(performance.now() - tDrop)} ms ` +
+          "(upgrades refused for 2500 ms)",
+      );
       const refusals = u.processes.find((p) => p.name === "cm")!.log().slice(cmLogMark)
         .match(/Cannot connect to the cloud/g)?.length ?? 0;
       assert.ok(refusals >= 2, `CM retried with back-off (${refusals} refused attempts)`);
       proxy.release();
       const done3 = await untilDone("3.0.0", "v3: installed + 1 active after the drop");
       console.log(
-        `drop mid-download (${stalledPath.slice(-12)}) → v3 active: ${
+        `deploy v3 (layer …${stalledPath.slice(-12)} held, cloud dropped) → v3 active: ${
           Math.round(performance.now() - t)
         } ms`,
       );
