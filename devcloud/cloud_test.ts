@@ -380,3 +380,41 @@ Deno.test("devcloud: resends unacked messages with the same txn, acks duplicates
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("devcloud: dropSessions ends the unit's session, refuses upgrades for a while; blobsBaseUrl replaces the blobs URL", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "devcloud_cloud_" });
+  try {
+    const logger = memoryLogger();
+    await using cloud = await startDevcloud({
+      workingDir: join(dir, "devcloud"),
+      cloudListen: "localhost:0",
+      blobsListen: "localhost:0",
+      blobsBaseUrl: "http://localhost:1/via-proxy",
+      logger,
+    });
+    assert.equal(cloud.blobsUrl, "http://localhost:1/via-proxy");
+    assert.match(cloud.blobServerUrl, /^http:\/\/localhost:\d+\/blobs$/);
+    const events: string[] = [];
+    cloud.subscribe((e) => {
+      if (e.type === "connected" || e.type === "disconnected") events.push(e.type);
+    });
+    const unit = await cloud.pki.issueUnitCert(SYSTEM_ID);
+    const { link } = openLink(cloud, unit);
+    await using _link = link;
+    link.start();
+    await until("connected", () => events.includes("connected"));
+    assert.equal(cloud.dropSessions({ refuseForMs: 300 }), 1);
+    assert.deepEqual(events, ["connected", "disconnected"]);
+    assert.equal(cloud.units()[0]?.connected, false);
+    await until("reconnected", () => events.length === 3);
+    assert.deepEqual(events, ["connected", "disconnected", "connected"]);
+    assert.ok(
+      logger.records.some((r) => /upgrade refused: sessions are being dropped/.test(r.msg)),
+      "the unit's first attempts were refused",
+    );
+    assert.equal(cloud.dropSessions(), 1);
+    await until("reconnected at once", () => events.length === 5);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
