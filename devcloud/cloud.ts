@@ -22,6 +22,7 @@ import {
   Mutex,
   nullLogger,
   systemClock,
+  toBytes,
 } from "@aos/shared/core";
 import {
   type Body,
@@ -205,20 +206,6 @@ interface Session {
   recent: Set<string>;
   /** The desired status went out after the session's first full unit status. */
   synced: boolean;
-}
-
-function bytesOf(data: Buffer | ArrayBuffer | Buffer[]): Uint8Array {
-  if (data instanceof ArrayBuffer) return new Uint8Array(data);
-  if (Array.isArray(data)) {
-    const out = new Uint8Array(data.reduce((n, b) => n + b.length, 0));
-    let at = 0;
-    for (const b of data) {
-      out.set(b, at);
-      at += b.length;
-    }
-    return out;
-  }
-  return new Uint8Array(data.buffer, data.byteOffset, data.length);
 }
 
 function listenHost(host: string): string {
@@ -722,7 +709,7 @@ export class Devcloud implements AsyncDisposable {
     unit.lastSeen = new Date(this.#clock.now()).toISOString();
     this.#log.info("unit connected", { systemId });
     this.#emit({ type: "connected", systemId });
-    ws.on("message", (data, binary) => this.#onFrame(session, bytesOf(data), binary));
+    ws.on("message", (data, binary) => this.#onFrame(session, toBytes(data), binary));
     ws.on("error", (err) => this.#log.warn("WebSocket error", { systemId, error: err.message }));
     ws.on("close", () => this.#endSession(session, "closed"));
   }

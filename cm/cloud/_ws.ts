@@ -2,6 +2,7 @@
  * A typed view of the parts of `npm:ws` the link uses (the package ships no types).
  * @module
  */
+import { toBytes } from "@aos/shared/core";
 import { WebSocket as WsWebSocket } from "ws";
 import type { Buffer } from "node:buffer";
 
@@ -54,16 +55,5 @@ export function openWs(url: string, options: WsClientOptions): WsClient {
 
 /** Copies a `message` payload into one Uint8Array. */
 export function wsBytes(data: WsData): Uint8Array {
-  if (data instanceof ArrayBuffer) return new Uint8Array(data);
-  if (Array.isArray(data)) {
-    const size = data.reduce((n, b) => n + b.length, 0);
-    const out = new Uint8Array(size);
-    let at = 0;
-    for (const b of data) {
-      out.set(b, at);
-      at += b.length;
-    }
-    return out;
-  }
-  return new Uint8Array(data.buffer, data.byteOffset, data.length);
+  return toBytes(data);
 }

@@ -10,3 +10,4 @@ export * from "./cleanup.ts";
 export * from "./time.ts";
 export * from "./mutex.ts";
 export * from "./semver.ts";
+export * from "./bytes.ts";
