@@ -150,10 +150,10 @@ export async function mountsUnder(dir: string, maxDepth = 3): Promise<string[]> 
 }
 
 /** Creates the mount-point skeleton under `mountsDir` (existing entries are kept). */
-export async function createSkeleton(
+export function createSkeleton(
   mountsDir: string,
   points: readonly MountPoint[],
-): Promise<void> {
+): void {
   for (const p of points) {
     const rel = p.path.replace(/^\/+/, "");
     if (rel === "" || rel.split("/").some((s) => s === ".." || s === ".")) {
@@ -164,13 +164,12 @@ export async function createSkeleton(
     }
     const abs = `${mountsDir}/${rel}`;
     const parent = abs.slice(0, abs.lastIndexOf("/"));
-    await Deno.mkdir(parent, { recursive: true, mode: 0o755 });
+    Deno.mkdirSync(parent, { recursive: true, mode: 0o755 });
     if (p.kind === "dir") {
-      await Deno.mkdir(abs, { recursive: true, mode: p.mode & 0o777 });
-      await Deno.chmod(abs, p.mode);
+      Deno.mkdirSync(abs, { recursive: true, mode: p.mode & 0o777 });
+      Deno.chmodSync(abs, p.mode);
     } else {
-      const f = await Deno.open(abs, { create: true, write: true, mode: p.mode });
-      f.close();
+      Deno.openSync(abs, { create: true, write: true, mode: p.mode }).close();
     }
   }
 }
