@@ -135,6 +135,8 @@ export interface DeployOptions {
   source?: string;
   /** Service manifest for `source`. */
   manifest?: ServiceManifest;
+  /** More layers (directories or archives) after the rootfs layer, each its own blob. */
+  layers?: readonly string[];
 }
 
 /** Something that happened, for tests, the CLI and the dashboard. */
@@ -184,6 +186,7 @@ interface Socket {
   readonly readyState: number;
   send(data: Uint8Array, options: { binary: boolean }, cb: (err?: Error) => void): void;
   terminate(): void;
+  pause(): void;
   close(code?: number, reason?: string): void;
   on(event: "message", fn: (data: Buffer | ArrayBuffer | Buffer[], binary: boolean) => void): void;
   on(event: "close", fn: () => void): void;
@@ -443,6 +446,7 @@ export class Devcloud implements AsyncDisposable {
         manifest,
         blobsDir: this.#paths.blobs,
         ...(this.#o.tar ? { tar: this.#o.tar } : {}),
+        ...(options.layers ? { layers: options.layers } : {}),
       });
       const before = this.#state.services.find((s) => s.name === name);
       const record: ServiceRecord = {
@@ -576,6 +580,18 @@ export class Devcloud implements AsyncDisposable {
     this.#refuseUntil = this.#clock.now() + Math.max(options.refuseForMs ?? 0, 0);
     const sessions = [...this.#sessions.values()];
     for (const s of sessions) this.#endSession(s, "dropped by devcloud");
+    return sessions.length;
+  }
+
+  /**
+   * Stops reading every unit's WebSocket, as a hung cloud would: the units' messages are
+   * neither handled nor acked (they wait in the socket buffers) while devcloud can still send.
+   * The session stays paused until it ends (a unit's new session replaces it); returns how many
+   * were paused. For fault tests of the unit's outbox.
+   */
+  pauseSessions(): number {
+    const sessions = [...this.#sessions.values()];
+    for (const s of sessions) s.ws.pause();
     return sessions.length;
   }
 

@@ -80,6 +80,11 @@ export interface PackOptions {
   blobsDir: string;
   /** The `tar` program (default `tar`). */
   tar?: string;
+  /**
+   * More layers (directories or archives, like `source`), each its own gzip blob listed after
+   * the rootfs layer in the manifest (fault tests want images of several large blobs).
+   */
+  layers?: readonly string[];
 }
 
 /** The blobs of a packed image. */
@@ -100,6 +105,8 @@ export interface PackedImage {
   layer: Descriptor;
   /** SHA-256 of the uncompressed layer (`rootfs.diff_ids[0]`). */
   diffId: string;
+  /** Every layer in manifest order: `layer` first, then those of `options.layers`. */
+  layers: Descriptor[];
 }
 
 /** Writes `bytes` as a blob; returns its descriptor. */
@@ -289,7 +296,15 @@ export function itemConfigOf(m: ServiceManifest): ItemConfig {
 /** Packs a service: see the module notes. */
 export async function packService(options: PackOptions): Promise<PackedImage> {
   const m = options.manifest;
-  const { layer, diffId } = await packLayer(options.source, options.blobsDir, options.tar ?? "tar");
+  const tar = options.tar ?? "tar";
+  const { layer, diffId } = await packLayer(options.source, options.blobsDir, tar);
+  const layers = [layer];
+  const diffIds = [diffId];
+  for (const source of options.layers ?? []) {
+    const extra = await packLayer(source, options.blobsDir, tar);
+    layers.push(extra.layer);
+    diffIds.push(extra.diffId);
+  }
 
   const container: Record<string, unknown> = { Cmd: m.cmd, Env: m.env };
   if (m.entrypoint) container.Entrypoint = m.entrypoint;
@@ -300,7 +315,7 @@ export async function packService(options: PackOptions): Promise<PackedImage> {
     ...(m.architecture ? { architecture: m.architecture } : {}),
     os: m.os,
     config: container,
-    rootfs: { type: "layers", diff_ids: [diffId] },
+    rootfs: { type: "layers", diff_ids: diffIds },
   });
   const config = await writeBlob(options.blobsDir, json(imageConfig), MediaType.ociConfig);
   const itemConfig = await writeBlob(
@@ -312,7 +327,7 @@ export async function packService(options: PackOptions): Promise<PackedImage> {
     schemaVersion: 2,
     mediaType: MediaType.ociManifest,
     config,
-    layers: [layer],
+    layers,
     aosItemConfig: itemConfig,
   });
   const manifest = await writeBlob(options.blobsDir, json(manifestDoc), MediaType.ociManifest);
@@ -329,7 +344,17 @@ export async function packService(options: PackOptions): Promise<PackedImage> {
     },
   });
   const index = await writeBlob(options.blobsDir, json(indexDoc), MediaType.ociIndex);
-  return { name: m.name, version: m.version, index, manifest, config, itemConfig, layer, diffId };
+  return {
+    name: m.name,
+    version: m.version,
+    index,
+    manifest,
+    config,
+    itemConfig,
+    layer,
+    diffId,
+    layers,
+  };
 }
 
 /** Names a service directory may hold its rootfs under, in order of preference. */

@@ -97,6 +97,38 @@ Deno.test("packer: a rootfs directory becomes an Aos service image the shared re
   }
 });
 
+Deno.test("packer: extra layers become more blobs, in manifest and diff_ids order", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "devcloud_packer_" });
+  try {
+    const rootfs = join(dir, "rootfs");
+    await makeRootfs(rootfs);
+    const extra = join(dir, "extra");
+    await Deno.mkdir(join(extra, "data"), { recursive: true });
+    await Deno.writeTextFile(join(extra, "data/more.txt"), "more\n");
+    const blobs = join(dir, "blobs");
+    const manifest = serviceManifestSchema.parse({ name: "two", version: "1", cmd: ["/bin/hi"] });
+    const packed = await packService({
+      source: rootfs,
+      manifest,
+      blobsDir: blobs,
+      layers: [extra],
+    });
+    assert.equal(packed.layers.length, 2);
+    assert.equal(packed.layers[0]?.digest, packed.layer.digest);
+    const m = await loadImageManifest(blobPath(blobs, packed.manifest.digest));
+    assert.deepEqual(m.layers.map((l) => l.digest), packed.layers.map((l) => l.digest));
+    const config = await loadImageConfig(blobPath(blobs, packed.config.digest));
+    assert.equal(config.rootfs.diff_ids.length, 2);
+    assert.equal(config.rootfs.diff_ids[0], packed.diffId);
+    const target = join(dir, "out");
+    await Deno.mkdir(target);
+    await extractLayerFile(blobPath(blobs, packed.layers[1]!.digest), target, { chown: false });
+    assert.equal(await Deno.readTextFile(join(target, "data/more.txt")), "more\n");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("packer: service directories and bad input", async () => {
   const dir = await Deno.makeTempDir({ prefix: "devcloud_packer_" });
   try {
