@@ -87,7 +87,9 @@ export async function start(ctx: StartContext<CmConfig>): Promise<AsyncDisposabl
       status?: UnitStatusHandler;
     } = {};
     const alerts = new AlertSender({
-      send: (m) => late.link?.send(m),
+      // Stored until acked: alerts a CM crash would lose otherwise (nothing supersedes them,
+      // unlike unit statuses, which a full status on reconnect replaces).
+      send: (m) => late.link?.send(m, { persist: { group: "alerts" } }),
       sendPeriodMs: cfg.alerts.sendPeriod,
       connected: () => late.link?.connected ?? false,
       logger: logger.child({ module: "alerts" }),
