@@ -139,7 +139,7 @@ async function issue(spec: IssueSpec): Promise<Certificate> {
   extensions.push(await x509.SubjectKeyIdentifierExtension.create(spec.publicKey));
   extensions.push(
     await x509.AuthorityKeyIdentifierExtension.create(
-      spec.issuer ? spec.issuer.cert.x509.publicKey : signer.publicKey,
+      spec.issuer ? new x509.X509Certificate(spec.issuer.cert.der).publicKey : signer.publicKey,
     ),
   );
   const serial = crypto.getRandomValues(new Uint8Array(16));
@@ -147,7 +147,7 @@ async function issue(spec: IssueSpec): Promise<Certificate> {
   const cert = await x509.X509CertificateGenerator.create({
     subject: spec.subject,
     // The issuer's encoded subject, so issuer and subject names compare byte-equal.
-    issuer: spec.issuer ? spec.issuer.cert.x509.subjectName : spec.subject,
+    issuer: spec.issuer ? new x509.Name(spec.issuer.cert.subjectDer) : spec.subject,
     publicKey: spec.publicKey,
     signingKey: signer.privateKey,
     signingAlgorithm: signingAlgorithmFor(signer),
@@ -377,7 +377,7 @@ export class DevPki {
   ): Promise<{ cert: string; key: string }> {
     const keys = await generateKeyPair("ecdsa-p256");
     const cert = await issue({
-      subject: parseName(commonName),
+      subject: new x509.Name(parseName(commonName)),
       publicKey: keys.publicKey,
       issuer: this.#root,
       days: 365,

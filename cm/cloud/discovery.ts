@@ -2,8 +2,6 @@
  * Service discovery: which URL to ask (§1.1 of the protocol digest) and the mTLS POST itself.
  * @module
  */
-import "reflect-metadata";
-import * as x509 from "@peculiar/x509";
 import { z } from "zod";
 import { AosError, type Logger, nullLogger } from "@aos/shared/core";
 import { parseCertificate } from "@aos/shared/crypto";
@@ -29,10 +27,9 @@ export interface DiscoveryUrl {
 
 /** URIs of the issuer-alternative-name extension and the subject `O=` of a PEM certificate. */
 export function discoveryHintsFromCert(pem: string): { uris: string[]; organization?: string } {
-  const cert = parseCertificate(pem).x509;
-  const ian = cert.getExtension(x509.IssuerAlternativeNameExtension);
-  const uris = (ian?.names.toJSON() ?? []).filter((n) => n.type === "url").map((n) => n.value);
-  const organization = cert.subjectName.getField("O")[0];
+  const cert = parseCertificate(pem);
+  const uris = cert.issuerAltNames.filter((n) => n.type === "uri").map((n) => n.value);
+  const organization = cert.subjectField("O")[0];
   return organization ? { uris, organization } : { uris };
 }
 

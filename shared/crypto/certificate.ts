@@ -10,14 +10,48 @@
  *   plain values), e.g. `CN=unit,O=Aos`.
  * @module
  */
-import "reflect-metadata";
-import * as x509 from "@peculiar/x509";
 import { AosError } from "../core/errors.ts";
+import {
+  contextTag,
+  decodeDer,
+  der,
+  type DerBytes,
+  type DerElement,
+  DerReader,
+  readBitString,
+  readOctetString,
+  readOid,
+  readSmallInt,
+  readTime,
+  TAG,
+} from "./der.ts";
 import { digest } from "./hash.ts";
-import { type KeyPair, signingAlgorithmFor } from "./keys.ts";
-import { derToPem, isPem, splitPemCertificates, toHex } from "./pem.ts";
+import { exportPublicKeyDer, type KeyPair } from "./keys.ts";
+import { bytesEqual, derToPem, fromHex, isPem, splitPemCertificates, toHex } from "./pem.ts";
+import {
+  encodeDnsNames,
+  encodeExtension,
+  encodeName,
+  encodeNamedBits,
+  formatRdns,
+  type GeneralName,
+  integerHex,
+  keyAlgorithmName,
+  type NameAttribute,
+  OID,
+  readBasicConstraints,
+  readExtensions,
+  readGeneralNames,
+  readName,
+  readNamedBits,
+  readSpki,
+  signStructure,
+  verifySignature,
+} from "./pkix.ts";
 
-/** Key usage bit names (RFC 5280). */
+export type { GeneralName, NameAttribute } from "./pkix.ts";
+
+/** Key usage bit names (RFC 5280), in bit order. */
 export type KeyUsageName =
   | "digitalSignature"
   | "nonRepudiation"
@@ -29,16 +63,16 @@ export type KeyUsageName =
   | "encipherOnly"
   | "decipherOnly";
 
-const KEY_USAGE_BITS: [KeyUsageName, number][] = [
-  ["digitalSignature", x509.KeyUsageFlags.digitalSignature],
-  ["nonRepudiation", x509.KeyUsageFlags.nonRepudiation],
-  ["keyEncipherment", x509.KeyUsageFlags.keyEncipherment],
-  ["dataEncipherment", x509.KeyUsageFlags.dataEncipherment],
-  ["keyAgreement", x509.KeyUsageFlags.keyAgreement],
-  ["keyCertSign", x509.KeyUsageFlags.keyCertSign],
-  ["cRLSign", x509.KeyUsageFlags.cRLSign],
-  ["encipherOnly", x509.KeyUsageFlags.encipherOnly],
-  ["decipherOnly", x509.KeyUsageFlags.decipherOnly],
+const KEY_USAGE_NAMES: readonly KeyUsageName[] = [
+  "digitalSignature",
+  "nonRepudiation",
+  "keyEncipherment",
+  "dataEncipherment",
+  "keyAgreement",
+  "keyCertSign",
+  "cRLSign",
+  "encipherOnly",
+  "decipherOnly",
 ];
 
 /** Extended key usage OIDs by name. */
@@ -66,51 +100,43 @@ export function extendedKeyUsageOid(nameOrOid: string): string {
   throw new AosError("invalidArgument", `Unknown extended key usage "${nameOrOid}"`);
 }
 
-function escapeDnValue(value: string): string {
-  let out = value.replace(/[\\,+"<>;=]/g, (c) => `\\${c}`);
-  if (out.startsWith("#") || out.startsWith(" ")) out = `\\${out}`;
-  if (out.endsWith(" ") && out.length > 1) out = `${out.slice(0, -1)}\\ `;
-  return out;
-}
-
-/** Formats a name as `CN=x,O=y` (encoded order, RFC 4514 escaping). */
-export function formatName(name: x509.Name): string {
-  return name.toJSON().map((rdn) =>
-    Object.entries(rdn)
-      .flatMap(([type, values]) => values.map((v) => `${type}=${escapeDnValue(v)}`))
-      .join("+")
-  ).join(",");
+/** Formats the DER of a Name as `CN=x,O=y` (encoded order, RFC 4514 escaping). */
+export function formatName(nameDer: Uint8Array): string {
+  return formatRdns(readName(decodeDer(nameDer, "name"), "name"));
 }
 
 /**
- * Turns a subject given as a DN string (`CN=x,O=y`, also `CN=x, O=y`) or as a bare common name
- * (no `=`) into a `Name`.
+ * Encodes a subject given as a DN string (`CN=x,O=y`, also `CN=x, O=y`) or as a bare common
+ * name (no `=`); returns the DER of the Name.
+ * @throws AosError invalidArgument for unknown attribute types or malformed text.
  */
-export function parseName(subject: string): x509.Name {
-  const text = subject.includes("=") ? subject : `CN=${escapeDnValue(subject)}`;
-  try {
-    return new x509.Name(text);
-  } catch (err) {
-    throw new AosError("invalidArgument", `Cannot parse distinguished name "${subject}"`, {
-      cause: err,
-    });
-  }
+export function parseName(subject: string): Uint8Array<ArrayBuffer> {
+  return encodeName(subject);
+}
+
+const CERT = "certificate";
+
+function fail(detail: string): never {
+  throw new AosError("invalidArgument", `Cannot parse ${CERT}: ${detail}`);
+}
+
+/** Decodes the DER inside an extension. */
+function inner(value: Uint8Array): DerElement {
+  return decodeDer(value, CERT);
 }
 
 /** A parsed X.509 certificate. All fields are computed once at parse time. */
 export class Certificate {
-  /** The underlying `@peculiar/x509` object (for signature checks). */
-  readonly x509: x509.X509Certificate;
   /** DER encoding. */
-  readonly der: Uint8Array;
+  readonly der: Uint8Array<ArrayBuffer>;
   /** Subject DN, e.g. `CN=unit,O=Aos`. */
   readonly subject: string;
   /** Issuer DN. */
   readonly issuer: string;
   /** Raw DER of the subject Name (what upstream compares and stores). */
-  readonly subjectDer: Uint8Array;
+  readonly subjectDer: Uint8Array<ArrayBuffer>;
   /** Raw DER of the issuer Name (gRPC `CertInfo.issuer`, DB key). */
-  readonly issuerDer: Uint8Array;
+  readonly issuerDer: Uint8Array<ArrayBuffer>;
   /** Serial as lowercase hex without sign padding (see the module notes). */
   readonly serial: string;
   /** Start of validity. */
@@ -131,77 +157,134 @@ export class Certificate {
   readonly dnsNames: string[];
   /** IP subject alternative names. */
   readonly ipAddresses: string[];
+  /** Subject alternative names of the kinds we read (DNS, IP, URI, email), in order. */
+  readonly subjectAltNames: GeneralName[];
+  /** Issuer alternative names (DNS, IP, URI, email), in order. */
+  readonly issuerAltNames: GeneralName[];
   /** Subject key identifier (lowercase hex). */
   readonly subjectKeyId: string | undefined;
   /** Authority key identifier (lowercase hex). */
   readonly authorityKeyId: string | undefined;
   /** SubjectPublicKeyInfo DER. */
-  readonly publicKeySpki: Uint8Array;
-  /** `RSA`, `EC` or the WebCrypto algorithm name of the key. */
+  readonly publicKeySpki: Uint8Array<ArrayBuffer>;
+  /** `RSA`, `EC`, `Ed25519` or the OID of the key algorithm. */
   readonly publicKeyAlgorithm: string;
   /** Lowercase hex SHA-1 of the DER (the usual "fingerprint"; compare case-insensitively). */
   readonly fingerprintSha1: string;
   /** Lowercase hex SHA-256 of the DER. */
   readonly fingerprintSha256: string;
 
-  /** Parses DER or a PEM text (the first certificate in it). */
+  readonly #subjectRdns: NameAttribute[][];
+  readonly #tbs: Uint8Array;
+  readonly #signatureAlgorithm: DerElement;
+  readonly #signatureAlgorithmsAgree: boolean;
+  readonly #signature: Uint8Array;
+
+  /**
+   * Parses DER or a PEM text (the first certificate in it).
+   * @throws AosError invalidArgument for anything that is not a well-formed DER certificate.
+   */
   constructor(input: Uint8Array | string) {
-    let cert: x509.X509Certificate;
-    try {
-      const der = typeof input === "string" || isPem(input)
-        ? splitPemCertificates(
-          typeof input === "string" ? input : new TextDecoder().decode(input),
-        )[0]
-        : input;
-      if (!der) throw new Error("no CERTIFICATE block");
-      cert = new x509.X509Certificate(new Uint8Array(der));
-    } catch (err) {
-      if (err instanceof AosError) throw err;
-      throw new AosError("invalidArgument", `Cannot parse certificate: ${(err as Error).message}`, {
-        cause: err,
-      });
+    let source: Uint8Array | undefined;
+    if (typeof input === "string" || isPem(input)) {
+      source = splitPemCertificates(
+        typeof input === "string" ? input : new TextDecoder().decode(input),
+      )[0];
+      if (!source) fail("no CERTIFICATE block");
+    } else {
+      source = input;
     }
-    this.x509 = cert;
-    this.der = new Uint8Array(cert.rawData);
-    this.subject = formatName(cert.subjectName);
-    this.issuer = formatName(cert.issuerName);
-    this.subjectDer = new Uint8Array(cert.subjectName.toArrayBuffer());
-    this.issuerDer = new Uint8Array(cert.issuerName.toArrayBuffer());
-    this.serial = cert.serialNumber.toLowerCase().replace(/^(00)+(?=..)/, "");
-    this.notBefore = cert.notBefore;
-    this.notAfter = cert.notAfter;
+    // Our own copy: the fields below are views into it.
+    this.der = new Uint8Array(source);
+    const top = new DerReader(decodeDer(this.der, CERT), CERT, TAG.SEQUENCE);
+    const tbsEl = top.next(TAG.SEQUENCE, "tbsCertificate");
+    this.#signatureAlgorithm = top.next(TAG.SEQUENCE, "signatureAlgorithm");
+    const sig = readBitString(top.next(TAG.BIT_STRING, "signatureValue"), CERT);
+    top.end();
+    if (sig.unusedBits) fail("signature is not a whole number of bytes");
+    this.#tbs = tbsEl.bytes;
+    this.#signature = sig.bytes;
 
-    const bc = cert.getExtension(x509.BasicConstraintsExtension);
-    this.hasBasicConstraints = bc !== null;
-    this.isCA = bc?.ca ?? false;
-    this.pathLength = bc?.pathLength;
+    const t = new DerReader(tbsEl, CERT);
+    const versionEl = t.optional(contextTag(0, true));
+    let version = 0;
+    if (versionEl) {
+      const v = new DerReader(versionEl, CERT);
+      version = readSmallInt(v.next(TAG.INTEGER, "version"), CERT);
+      v.end();
+      if (version > 2) fail(`unknown version ${version + 1}`);
+    }
+    this.serial = integerHex(t.next(TAG.INTEGER, "serialNumber"), CERT);
+    const innerAlg = t.next(TAG.SEQUENCE, "signature");
+    this.#signatureAlgorithmsAgree = bytesEqual(innerAlg.bytes, this.#signatureAlgorithm.bytes);
+    const issuerEl = t.next(TAG.SEQUENCE, "issuer");
+    const validity = new DerReader(t.next(TAG.SEQUENCE, "validity"), CERT);
+    this.notBefore = readTime(validity.any("notBefore"), CERT);
+    this.notAfter = readTime(validity.any("notAfter"), CERT);
+    validity.end();
+    const subjectEl = t.next(TAG.SEQUENCE, "subject");
+    const spkiEl = t.next(TAG.SEQUENCE, "subjectPublicKeyInfo");
+    t.optional(contextTag(1, false));
+    t.optional(contextTag(2, false));
+    const extWrapper = t.optional(contextTag(3, true));
+    t.end();
 
-    const ku = cert.getExtension(x509.KeyUsagesExtension);
+    this.#subjectRdns = readName(subjectEl, CERT);
+    this.subject = formatRdns(this.#subjectRdns);
+    this.issuer = formatRdns(readName(issuerEl, CERT));
+    this.subjectDer = subjectEl.bytes.slice();
+    this.issuerDer = issuerEl.bytes.slice();
+    this.publicKeySpki = spkiEl.bytes.slice();
+    this.publicKeyAlgorithm = keyAlgorithmName(readSpki(spkiEl, CERT).algorithm);
+
+    let extensions = new Map<string, { critical: boolean; value: Uint8Array }>();
+    if (extWrapper) {
+      if (version !== 2) fail("extensions in a version 1 or 2 certificate");
+      const w = new DerReader(extWrapper, CERT);
+      extensions = readExtensions(w.next(TAG.SEQUENCE, "extensions"), CERT);
+      w.end();
+    }
+
+    const bc = extensions.get(OID.basicConstraints);
+    const constraints = bc ? readBasicConstraints(bc.value, CERT) : undefined;
+    this.hasBasicConstraints = constraints !== undefined;
+    this.isCA = constraints?.ca ?? false;
+    this.pathLength = constraints?.pathLength;
+
+    const ku = extensions.get(OID.keyUsage);
     this.keyUsage = ku
-      ? KEY_USAGE_BITS.filter(([, bit]) => (ku.usages & bit) !== 0).map(([n]) => n)
+      ? readNamedBits(inner(ku.value), CERT).flatMap((bit) => KEY_USAGE_NAMES[bit] ?? [])
       : undefined;
 
-    const eku = cert.getExtension(x509.ExtendedKeyUsageExtension);
-    this.extendedKeyUsage = Array.from(eku?.usages ?? [], String).map((u) =>
-      EKU_NAME_BY_OID.get(String(u)) ?? String(u)
-    );
+    const eku = extensions.get(OID.extKeyUsage);
+    this.extendedKeyUsage = eku
+      ? new DerReader(inner(eku.value), CERT, TAG.SEQUENCE).rest().map((el) => {
+        const oid = readOid(el, CERT);
+        return EKU_NAME_BY_OID.get(oid) ?? oid;
+      })
+      : [];
 
-    const san = cert.getExtension(x509.SubjectAlternativeNameExtension);
-    const names = san?.names.toJSON() ?? [];
-    this.dnsNames = names.filter((n) => n.type === "dns").map((n) => n.value);
-    this.ipAddresses = names.filter((n) => n.type === "ip").map((n) => n.value);
+    const san = extensions.get(OID.subjectAltName);
+    this.subjectAltNames = san ? readGeneralNames(inner(san.value), CERT) : [];
+    this.dnsNames = this.subjectAltNames.filter((n) => n.type === "dns").map((n) => n.value);
+    this.ipAddresses = this.subjectAltNames.filter((n) => n.type === "ip").map((n) => n.value);
+    const ian = extensions.get(OID.issuerAltName);
+    this.issuerAltNames = ian ? readGeneralNames(inner(ian.value), CERT) : [];
 
-    this.subjectKeyId = cert.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId.toLowerCase();
-    this.authorityKeyId = cert.getExtension(x509.AuthorityKeyIdentifierExtension)?.keyId
-      ?.toLowerCase();
+    const ski = extensions.get(OID.subjectKeyIdentifier);
+    this.subjectKeyId = ski ? toHex(readOctetString(inner(ski.value), CERT)) : undefined;
+    const aki = extensions.get(OID.authorityKeyIdentifier);
+    if (aki) {
+      const r = new DerReader(inner(aki.value), CERT, TAG.SEQUENCE);
+      const keyId = r.optional(contextTag(0, false));
+      r.optional(contextTag(1, true));
+      r.optional(contextTag(2, false));
+      r.end();
+      this.authorityKeyId = keyId ? toHex(keyId.value) : undefined;
+    } else {
+      this.authorityKeyId = undefined;
+    }
 
-    this.publicKeySpki = new Uint8Array(cert.publicKey.rawData);
-    const algName = cert.publicKey.algorithm.name;
-    this.publicKeyAlgorithm = algName === "ECDSA" || algName === "ECDH"
-      ? "EC"
-      : algName.startsWith("RSA")
-      ? "RSA"
-      : algName;
     this.fingerprintSha1 = toHex(digest("sha1", this.der));
     this.fingerprintSha256 = toHex(digest("sha256", this.der));
   }
@@ -213,7 +296,29 @@ export class Certificate {
 
   /** Whether subject and issuer names are equal (a root candidate). */
   get isSelfIssued(): boolean {
-    return toHex(this.subjectDer) === toHex(this.issuerDer);
+    return bytesEqual(this.subjectDer, this.issuerDer);
+  }
+
+  /** Values of one subject attribute (`O`, `CN`, … or a dotted OID), in encoded order. */
+  subjectField(type: string): string[] {
+    const wanted = type.toUpperCase();
+    return this.#subjectRdns.flat()
+      .filter((a) => a.type.toUpperCase() === wanted || a.oid === type)
+      .map((a) => a.value);
+  }
+
+  /**
+   * Whether this certificate's signature verifies with `issuer`'s public key (signature only:
+   * no names, validity or CA checks). Unsupported algorithms do not verify.
+   */
+  async isSignedBy(issuer: { readonly publicKeySpki: Uint8Array }): Promise<boolean> {
+    return this.#signatureAlgorithmsAgree &&
+      await verifySignature(
+        this.#signatureAlgorithm,
+        issuer.publicKeySpki,
+        this.#tbs,
+        this.#signature,
+      );
   }
 }
 
@@ -237,7 +342,7 @@ export interface CreateCertificateOptions {
   signer: KeyPair;
   /** The issuing CA certificate; absent for a self-signed certificate. */
   issuer?: Certificate;
-  /** Serial as hex; random 16 bytes when absent. */
+  /** Serial as hex (at most 20 bytes); random 16 bytes when absent. */
   serial?: string;
   /** Defaults to now. */
   notBefore?: Date;
@@ -255,54 +360,91 @@ export interface CreateCertificateOptions {
   dnsNames?: string[];
 }
 
+/** RFC 5280 method 1: SHA-1 of the subjectPublicKey bits. */
+function keyIdentifier(spki: Uint8Array): Uint8Array {
+  return digest("sha1", readSpki(decodeDer(spki, "public key"), "public key").keyBits);
+}
+
+/** Encodes extended key usages (names or dotted OIDs). */
+export function encodeExtendedKeyUsage(usages: readonly string[]): DerBytes {
+  return der.sequence(...usages.map((u) => der.oid(extendedKeyUsageOid(u))));
+}
+
 /**
  * Creates a certificate (devcloud and tests issue unit certificates with it; IAM uses it for
- * self-signed modules). Subject/authority key identifiers are always added.
+ * self-signed modules). Subject/authority key identifiers are always added; the authority key
+ * identifier is the issuer's subject key identifier.
+ * @throws AosError invalidArgument for a bad subject, serial, usage or DNS name.
  */
 export async function createCertificate(opts: CreateCertificateOptions): Promise<Certificate> {
   const notBefore = opts.notBefore ?? new Date();
   const notAfter = opts.notAfter ?? new Date(notBefore.getTime() + 365 * 24 * 3600 * 1000);
-  const serial = opts.serial ?? toHex(crypto.getRandomValues(new Uint8Array(16)));
-  const extensions: x509.Extension[] = [];
-  if (opts.isCA) extensions.push(new x509.BasicConstraintsExtension(true, opts.pathLength, true));
+  const serial = opts.serial === undefined
+    ? crypto.getRandomValues(new Uint8Array(16))
+    : fromHex(opts.serial, "certificate serial");
+  if (serial.length === 0 || serial.length > 20) {
+    throw new AosError(
+      "invalidArgument",
+      `Cannot create certificate: serial of ${serial.length} bytes (1..20 allowed)`,
+    );
+  }
+  const spki = await exportPublicKeyDer(opts.publicKey);
+  const subjectKeyId = keyIdentifier(spki);
+  const authorityKeyId = opts.issuer
+    ? (opts.issuer.subjectKeyId
+      ? fromHex(opts.issuer.subjectKeyId)
+      : keyIdentifier(opts.issuer.publicKeySpki))
+    : keyIdentifier(await exportPublicKeyDer(opts.signer.publicKey));
+
+  const extensions: Uint8Array[] = [];
+  if (opts.isCA) {
+    extensions.push(encodeExtension(
+      OID.basicConstraints,
+      true,
+      der.sequence(
+        der.boolean(true),
+        ...(opts.pathLength === undefined ? [] : [der.smallInt(opts.pathLength)]),
+      ),
+    ));
+  }
   const usages = opts.keyUsage ?? (opts.isCA ? ["keyCertSign", "cRLSign"] : undefined);
   if (usages) {
-    const bits = usages.reduce(
-      (acc, name) => acc | (KEY_USAGE_BITS.find(([n]) => n === name)?.[1] ?? 0),
-      0,
-    );
-    extensions.push(new x509.KeyUsagesExtension(bits, true));
+    const bits = usages.map((name) => {
+      const bit = KEY_USAGE_NAMES.indexOf(name);
+      if (bit < 0) throw new AosError("invalidArgument", `Unknown key usage "${name}"`);
+      return bit;
+    });
+    extensions.push(encodeExtension(OID.keyUsage, true, encodeNamedBits(bits)));
   }
   if (opts.extendedKeyUsage?.length) {
     extensions.push(
-      new x509.ExtendedKeyUsageExtension(opts.extendedKeyUsage.map(extendedKeyUsageOid)),
+      encodeExtension(OID.extKeyUsage, false, encodeExtendedKeyUsage(opts.extendedKeyUsage)),
     );
   }
   if (opts.dnsNames?.length) {
-    extensions.push(
-      new x509.SubjectAlternativeNameExtension(
-        opts.dnsNames.map((value) => ({ type: "dns" as const, value })),
-      ),
-    );
+    extensions.push(encodeExtension(OID.subjectAltName, false, encodeDnsNames(opts.dnsNames)));
   }
-  extensions.push(await x509.SubjectKeyIdentifierExtension.create(opts.publicKey));
   extensions.push(
-    await x509.AuthorityKeyIdentifierExtension.create(
-      opts.issuer ? opts.issuer.x509.publicKey : opts.signer.publicKey,
+    encodeExtension(OID.subjectKeyIdentifier, false, der.octetString(subjectKeyId)),
+    encodeExtension(
+      OID.authorityKeyIdentifier,
+      false,
+      der.sequence(der.implicit(0, authorityKeyId)),
     ),
   );
-  const subjectName = parseName(opts.subject);
-  const cert = await x509.X509CertificateGenerator.create({
-    subject: subjectName,
-    // Reuse the issuer's encoded subject so issuer/subject names compare byte-equal.
-    issuer: opts.issuer ? opts.issuer.x509.subjectName : subjectName,
-    publicKey: opts.publicKey,
-    signingKey: opts.signer.privateKey,
-    signingAlgorithm: signingAlgorithmFor(opts.signer),
-    serialNumber: serial,
-    notBefore,
-    notAfter,
-    extensions,
-  });
-  return new Certificate(new Uint8Array(cert.rawData));
+  const subjectName = encodeName(opts.subject);
+  // Reuse the issuer's encoded subject so issuer/subject names compare byte-equal.
+  const issuerName = opts.issuer ? opts.issuer.subjectDer : subjectName;
+  const certDer = await signStructure(opts.signer, (algId) =>
+    der.sequence(
+      der.explicit(0, der.smallInt(2)),
+      der.unsignedInt(serial),
+      algId,
+      issuerName,
+      der.sequence(der.time(notBefore), der.time(notAfter)),
+      subjectName,
+      spki,
+      der.explicit(3, der.sequence(...extensions)),
+    ));
+  return new Certificate(certDer);
 }

@@ -1,7 +1,16 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { AosError } from "../core/errors.ts";
-import { parseCertificate, parseCertificates } from "./certificate.ts";
+import {
+  type Certificate,
+  createCertificate,
+  formatName,
+  parseCertificate,
+  parseCertificates,
+  parseName,
+} from "./certificate.ts";
+import { verifyChain } from "./chain.ts";
+import { generateKeyPair } from "./keys.ts";
 import { bytesEqual, derToPem } from "./pem.ts";
 import { issue, makeRoot, openssl, tempDir } from "./_test_pki.ts";
 
@@ -69,4 +78,166 @@ Deno.test("certificate: DER input, PEM bundles and bad input", async () => {
   const bad = (e: unknown) => e instanceof AosError && e.code === "invalidArgument";
   assert.throws(() => parseCertificate(der.subarray(0, 100)), bad);
   assert.throws(() => parseCertificate("no pem here"), bad);
+});
+
+Deno.test("certificate: truncated, mutated and oversized DER is rejected with invalidArgument", async () => {
+  await using dir = await tempDir();
+  await makeRoot(dir.path, "root", "/CN=Root");
+  const leafPem = await issue(dir.path, "leaf", "/CN=Leaf/O=Aos", "root", { ext: LEAF_WITH_SAN });
+  const der = parseCertificate(await Deno.readTextFile(leafPem)).der;
+  const bad = (e: unknown) => e instanceof AosError && e.code === "invalidArgument";
+  for (let n = 0; n < der.length; n++) {
+    assert.throws(() => parseCertificate(der.subarray(0, n)), bad, `truncated to ${n} bytes`);
+  }
+  // Single-byte mutations: either still a certificate or an invalidArgument, never a crash.
+  let seed = 12345;
+  const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  let rejected = 0;
+  for (let i = 0; i < 1500; i++) {
+    const copy = der.slice();
+    copy[Math.floor(rand() * copy.length)] = Math.floor(rand() * 256);
+    try {
+      parseCertificate(copy);
+    } catch (e) {
+      assert.ok(bad(e), `mutation ${i}: ${e}`);
+      rejected++;
+    }
+  }
+  assert.ok(rejected > 50, `only ${rejected} mutations rejected`);
+  const huge = new Uint8Array(70 * 1024);
+  huge.set([0x30, 0x83, 0x01, 0x17, 0xfc]);
+  assert.throws(() => parseCertificate(huge), /exceeds the limit/);
+});
+
+async function opensslCa(dir: string, name: string, keyArgs: string[], sigArgs: string[] = []) {
+  const key = join(dir, `${name}.key`);
+  const cert = join(dir, `${name}.pem`);
+  await openssl(["genpkey", ...keyArgs, "-out", key]);
+  await openssl([
+    "req",
+    "-x509",
+    "-new",
+    "-key",
+    key,
+    "-subj",
+    `/CN=${name}`,
+    "-days",
+    "2",
+    ...sigArgs,
+    "-addext",
+    "basicConstraints=critical,CA:TRUE",
+    "-addext",
+    "keyUsage=critical,keyCertSign",
+    "-out",
+    cert,
+  ]);
+  return cert;
+}
+
+Deno.test("certificate: signatures by RSA-PSS, P-521 and Ed25519 issuers verify; IPv6 and IAN", async () => {
+  await using dir = await tempDir();
+  const roots = {
+    pss: await opensslCa(dir.path, "pss", ["-algorithm", "RSA-PSS"]),
+    pssSalt: await opensslCa(dir.path, "pssSalt", ["-algorithm", "RSA"], [
+      "-sigopt",
+      "rsa_padding_mode:pss",
+      "-sigopt",
+      "rsa_pss_saltlen:32",
+      "-sha384",
+    ]),
+    p521: await opensslCa(dir.path, "p521", [
+      "-algorithm",
+      "EC",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-521",
+    ]),
+    ed: await opensslCa(dir.path, "ed", ["-algorithm", "ED25519"]),
+  };
+  const ext =
+    "basicConstraints=CA:FALSE\nsubjectAltName=IP:::1,IP:2001:db8::1:0:0:1,URI:https://u/\n" +
+    "issuerAltName=URI:https://sd.example.com:9443,URI:https://sd2.example.com\n";
+  type Pair = { root: Certificate; leaf: Certificate };
+  const certs: Record<string, Pair> = Object.fromEntries(
+    await Promise.all(
+      Object.entries(roots).map(async ([name, path]) => {
+        const root = parseCertificate(await Deno.readTextFile(path));
+        const leafPem = await issue(dir.path, `${name}-leaf`, "/CN=unit/O=org.example.com", name, {
+          ext,
+        });
+        const pair: Pair = { root, leaf: parseCertificate(await Deno.readTextFile(leafPem)) };
+        return [name, pair] as const;
+      }),
+    ),
+  );
+  for (const [name, { root, leaf }] of Object.entries(certs)) {
+    assert.ok(await root.isSignedBy(root), `${name} root self-signature`);
+    assert.ok(await leaf.isSignedBy(root), `${name} leaf signature`);
+    assert.deepEqual((await verifyChain(leaf, { roots: [root] })).length, 2);
+    const other = certs[name === "ed" ? "pss" : "ed"]!.root;
+    assert.ok(!(await leaf.isSignedBy(other)), `${name} leaf verifies with a foreign key`);
+  }
+  const { root, leaf } = certs.p521!;
+  assert.equal(root.publicKeyAlgorithm, "EC");
+  assert.equal(certs.ed!.root.publicKeyAlgorithm, "Ed25519");
+  assert.equal(certs.pss!.root.publicKeyAlgorithm, "RSA");
+  assert.deepEqual(leaf.ipAddresses, ["::1", "2001:db8::1:0:0:1"]);
+  assert.deepEqual(leaf.subjectAltNames.map((n) => n.type), ["ip", "ip", "uri"]);
+  assert.deepEqual(leaf.issuerAltNames, [
+    { type: "uri", value: "https://sd.example.com:9443" },
+    { type: "uri", value: "https://sd2.example.com" },
+  ]);
+  assert.deepEqual(leaf.subjectField("O"), ["org.example.com"]);
+  assert.deepEqual(leaf.subjectField("2.5.4.3"), ["unit"]);
+  assert.deepEqual(leaf.subjectField("OU"), []);
+  // A tampered signature does not verify.
+  const tampered = leaf.der.slice();
+  tampered[tampered.length - 5]! ^= 1;
+  assert.ok(!(await parseCertificate(tampered).isSignedBy(root)));
+});
+
+Deno.test("certificate: names with escapes and UTF-8, a 100-year certificate; openssl agrees", async () => {
+  await using dir = await tempDir();
+  const keys = await generateKeyPair("ecdsa-p256");
+  const subject = 'CN=a\\,b\\+c+OU=x y, O=Ünï "Org", C=UA';
+  const cert = await createCertificate({
+    subject,
+    publicKey: keys.publicKey,
+    signer: keys,
+    notBefore: new Date("2026-01-01T00:00:00Z"),
+    notAfter: new Date("2126-01-01T00:00:00Z"),
+    serial: "8a01",
+  });
+  const file = join(dir.path, "c.pem");
+  await Deno.writeTextFile(file, cert.pem);
+  // DER sorts the attributes of a multi-valued RDN by their encoding.
+  assert.equal(cert.subject, 'OU=x y+CN=a\\,b\\+c,O=Ünï \\"Org\\",C=UA');
+  assert.equal(formatName(parseName(subject)), cert.subject);
+  assert.equal(formatName(parseName("system-id-1")), "CN=system-id-1");
+  assert.equal(
+    (await field(file, "-subject", "-nameopt", "sep_comma_plus,utf8,esc_2253")).trim(),
+    cert.subject,
+  );
+  assert.equal(await field(file, "-enddate"), "Jan  1 00:00:00 2126 GMT");
+  assert.equal(await field(file, "-serial"), "8A01");
+  assert.equal(cert.notAfter.toISOString(), "2126-01-01T00:00:00.000Z");
+  assert.match(await openssl(["verify", "-CAfile", file, "-attime", "1800000000", file]), /OK/);
+  const bad = (e: unknown) => e instanceof AosError && e.code === "invalidArgument";
+  assert.throws(() => parseName("XX=1"), bad);
+  assert.throws(() => parseName("CN=a\\"), bad);
+  assert.throws(() => parseName("CN=#0403616263"), bad);
+  await assert.rejects(
+    () =>
+      createCertificate({ subject: "CN=x", publicKey: keys.publicKey, signer: keys, serial: "zz" }),
+    bad,
+  );
+  await assert.rejects(
+    () =>
+      createCertificate({
+        subject: "CN=x",
+        publicKey: keys.publicKey,
+        signer: keys,
+        dnsNames: ["a b"],
+      }),
+    bad,
+  );
 });

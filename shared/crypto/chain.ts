@@ -58,15 +58,6 @@ function keyIdsAgree(issuer: Certificate, child: Certificate): boolean {
   return child.authorityKeyId === issuer.subjectKeyId;
 }
 
-async function signedBy(child: Certificate, issuer: Certificate): Promise<boolean> {
-  try {
-    return await child.x509.verify({ publicKey: issuer.x509, signatureOnly: true });
-  } catch {
-    // Unsupported or mismatched algorithms mean "does not verify".
-    return false;
-  }
-}
-
 function checkValidity(cert: Certificate, now: Date, prefix: string): void {
   if (now.getTime() < cert.notBefore.getTime()) {
     throw new ChainError(
@@ -144,7 +135,7 @@ export async function verifyChain(
     }
     let issuer: Certificate | undefined;
     for (const c of candidates) {
-      if (await signedBy(current, c)) {
+      if (await current.isSignedBy(c)) {
         issuer = c;
         break;
       }

@@ -2,9 +2,10 @@
  * Key pairs: generate (ECDSA P-256/P-384, RSA-2048), export to PEM, import from PEM, and match
  * a private key against a certificate's public key.
  *
- * Keys are WebCrypto `CryptoKey`s (what `@peculiar/x509` signs with), always extractable so
- * IAM can store them as PKCS#8 PEM (the form grpc-js and OpenSSL read). PEM import goes through
- * `node:crypto`, which also understands SEC1 (`EC PRIVATE KEY`) and PKCS#1 (`RSA PRIVATE KEY`).
+ * Keys are WebCrypto `CryptoKey`s (certificates and CSRs are signed with WebCrypto), always
+ * extractable so IAM can store them as PKCS#8 PEM (the form grpc-js and OpenSSL read). PEM
+ * import goes through `node:crypto`, which also understands SEC1 (`EC PRIVATE KEY`) and PKCS#1
+ * (`RSA PRIVATE KEY`).
  * @module
  */
 import { Buffer } from "node:buffer";
@@ -174,7 +175,7 @@ export async function certificateMatchesPrivateKey(
   return bytesEqual(certSpki, await publicKeyOfPrivateKey(privateKey));
 }
 
-/** The `@peculiar/x509` signing algorithm for a key pair: SHA-256, or SHA-384/512 for big curves. */
+/** The WebCrypto signing algorithm for a key pair: SHA-256, or SHA-384/512 for big curves. */
 export function signingAlgorithmFor(keys: KeyPair): Algorithm | EcdsaParams {
   if (keys.type === "rsa") return RSA_IMPORT;
   const hash = keys.curve === "P-384" ? "SHA-384" : keys.curve === "P-521" ? "SHA-512" : "SHA-256";

@@ -3,8 +3,9 @@
  * against root CAs, streaming AES-CBC/GCM for update blobs, blob signature verification against
  * the cloud's certificate chains, and hex digests (SHA-256, SHA3-224, SHA3-256).
  *
- * Built on WebCrypto and `node:crypto` (OpenSSL underneath) plus `@peculiar/x509` for X.509
- * and PKCS#10 structures. Every failure is an `AosError`; chain and signature failures are
+ * Built on WebCrypto and `node:crypto` (OpenSSL underneath); X.509 and PKCS#10 structures are
+ * read and written with a small strict DER codec of our own (`der.ts`), which keeps the
+ * runtime free of ASN.1 libraries. Every failure is an `AosError`; chain and signature failures are
  * `ChainError`/`SignatureError` with a `reason` field so callers can tell them apart.
  * @module
  */
