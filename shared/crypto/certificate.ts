@@ -15,7 +15,6 @@ import {
   contextTag,
   decodeDer,
   der,
-  type DerBytes,
   type DerElement,
   DerReader,
   readBitString,
@@ -30,9 +29,11 @@ import { exportPublicKeyDer, type KeyPair } from "./keys.ts";
 import { bytesEqual, derToPem, fromHex, isPem, splitPemCertificates, toHex } from "./pem.ts";
 import {
   encodeDnsNames,
+  encodeExtendedKeyUsage,
   encodeExtension,
   encodeName,
   encodeNamedBits,
+  EXTENDED_KEY_USAGE,
   formatRdns,
   type GeneralName,
   integerHex,
@@ -49,7 +50,13 @@ import {
   verifySignature,
 } from "./pkix.ts";
 
-export type { GeneralName, NameAttribute } from "./pkix.ts";
+export {
+  EXTENDED_KEY_USAGE,
+  type ExtendedKeyUsageName,
+  extendedKeyUsageOid,
+  type GeneralName,
+  type NameAttribute,
+} from "./pkix.ts";
 
 /** Key usage bit names (RFC 5280), in bit order. */
 export type KeyUsageName =
@@ -75,30 +82,9 @@ const KEY_USAGE_NAMES: readonly KeyUsageName[] = [
   "decipherOnly",
 ];
 
-/** Extended key usage OIDs by name. */
-export const EXTENDED_KEY_USAGE = {
-  serverAuth: "1.3.6.1.5.5.7.3.1",
-  clientAuth: "1.3.6.1.5.5.7.3.2",
-  codeSigning: "1.3.6.1.5.5.7.3.3",
-  emailProtection: "1.3.6.1.5.5.7.3.4",
-  timeStamping: "1.3.6.1.5.5.7.3.8",
-  ocspSigning: "1.3.6.1.5.5.7.3.9",
-} as const;
-
-/** A known extended key usage name. */
-export type ExtendedKeyUsageName = keyof typeof EXTENDED_KEY_USAGE;
-
 const EKU_NAME_BY_OID = new Map<string, string>(
   Object.entries(EXTENDED_KEY_USAGE).map(([name, oid]) => [oid, name]),
 );
-
-/** Maps an EKU name (`clientAuth`) or dotted OID to the OID. */
-export function extendedKeyUsageOid(nameOrOid: string): string {
-  const oid = (EXTENDED_KEY_USAGE as Record<string, string>)[nameOrOid];
-  if (oid) return oid;
-  if (/^\d+(\.\d+)+$/.test(nameOrOid)) return nameOrOid;
-  throw new AosError("invalidArgument", `Unknown extended key usage "${nameOrOid}"`);
-}
 
 /** Formats the DER of a Name as `CN=x,O=y` (encoded order, RFC 4514 escaping). */
 export function formatName(nameDer: Uint8Array): string {
@@ -363,11 +349,6 @@ export interface CreateCertificateOptions {
 /** RFC 5280 method 1: SHA-1 of the subjectPublicKey bits. */
 function keyIdentifier(spki: Uint8Array): Uint8Array {
   return digest("sha1", readSpki(decodeDer(spki, "public key"), "public key").keyBits);
-}
-
-/** Encodes extended key usages (names or dotted OIDs). */
-export function encodeExtendedKeyUsage(usages: readonly string[]): DerBytes {
-  return der.sequence(...usages.map((u) => der.oid(extendedKeyUsageOid(u))));
 }
 
 /**

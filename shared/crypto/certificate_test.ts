@@ -213,6 +213,8 @@ Deno.test("certificate: names with escapes and UTF-8, a 100-year certificate; op
   assert.equal(cert.subject, 'OU=x y+CN=a\\,b\\+c,O=Ünï \\"Org\\",C=UA');
   assert.equal(formatName(parseName(subject)), cert.subject);
   assert.equal(formatName(parseName("system-id-1")), "CN=system-id-1");
+  assert.equal(formatName(parseName("CN=a\\ , O = b ")), "CN=a\\ ,O=b");
+  assert.equal(formatName(parseName("cn=\\23x\\C3\\BC")), "CN=\\#xü");
   assert.equal(
     (await field(file, "-subject", "-nameopt", "sep_comma_plus,utf8,esc_2253")).trim(),
     cert.subject,

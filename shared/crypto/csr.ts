@@ -18,11 +18,11 @@ import {
   readSmallInt,
   TAG,
 } from "./der.ts";
-import { encodeExtendedKeyUsage } from "./certificate.ts";
 import { exportPublicKeyDer, type KeyPair } from "./keys.ts";
 import { derToPem, splitPem } from "./pem.ts";
 import {
   encodeDnsNames,
+  encodeExtendedKeyUsage,
   encodeExtension,
   encodeName,
   type Extension,

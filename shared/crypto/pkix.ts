@@ -151,7 +151,9 @@ function splitUnescaped(text: string, seps: string): { part: string; sep: string
 }
 
 function unescapeValue(raw: string, subject: string): string {
-  let v = raw.trim();
+  // Trailing spaces are insignificant unless escaped (`CN=a\\ `).
+  let v = raw.trimStart();
+  while (v.endsWith(" ") && !v.endsWith("\\ ")) v = v.slice(0, -1);
   if (v.startsWith('"') && v.endsWith('"') && v.length >= 2) v = v.slice(1, -1);
   if (v.startsWith("#")) {
     throw new AosError(
@@ -370,6 +372,32 @@ export function readBasicConstraints(
   const plEl = r.optional(TAG.INTEGER);
   r.end();
   return { ca, pathLength: plEl ? readSmallInt(plEl, what) : undefined };
+}
+
+/** Extended key usage OIDs by name. */
+export const EXTENDED_KEY_USAGE = {
+  serverAuth: "1.3.6.1.5.5.7.3.1",
+  clientAuth: "1.3.6.1.5.5.7.3.2",
+  codeSigning: "1.3.6.1.5.5.7.3.3",
+  emailProtection: "1.3.6.1.5.5.7.3.4",
+  timeStamping: "1.3.6.1.5.5.7.3.8",
+  ocspSigning: "1.3.6.1.5.5.7.3.9",
+} as const;
+
+/** A known extended key usage name. */
+export type ExtendedKeyUsageName = keyof typeof EXTENDED_KEY_USAGE;
+
+/** Maps an EKU name (`clientAuth`) or dotted OID to the OID. */
+export function extendedKeyUsageOid(nameOrOid: string): string {
+  const oid = (EXTENDED_KEY_USAGE as Record<string, string>)[nameOrOid];
+  if (oid) return oid;
+  if (/^\d+(\.\d+)+$/.test(nameOrOid)) return nameOrOid;
+  throw new AosError("invalidArgument", `Unknown extended key usage "${nameOrOid}"`);
+}
+
+/** Encodes extended key usages (names or dotted OIDs). */
+export function encodeExtendedKeyUsage(usages: readonly string[]): DerBytes {
+  return der.sequence(...usages.map((u) => der.oid(extendedKeyUsageOid(u))));
 }
 
 // ---------------------------------------------------------------------------------------------
