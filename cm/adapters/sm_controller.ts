@@ -49,10 +49,14 @@ interface Waiter<T> {
 
 class NodeSession {
   readonly nodeId: string;
-  readonly info: SMInfo;
+  info: SMInfo;
   readonly stream: Stream;
   configWaiter: Waiter<NodeConfigStatus> | undefined;
   snapshotWaiters: Waiter<InstanceStatus[]>[] = [];
+  /** The SM's connect snapshot (the `node_instances_status` after `sm_info`) has arrived. */
+  connectSnapshotSeen = false;
+  /** Updates held until the connect snapshot arrives: their waiter and the write. */
+  heldUpdates: { waiter: Waiter<InstanceStatus[]>; send: () => void }[] = [];
 
   constructor(nodeId: string, info: SMInfo, stream: Stream) {
     this.nodeId = nodeId;
@@ -145,10 +149,15 @@ export class SmController {
           this.#o.logger.warn("SM changed its node ID on an open stream; ignored", { nodeId });
           return;
         }
-        const old = this.#nodes.get(nodeId);
-        if (old && old.stream !== call) old.stream.end();
-        session = new NodeSession(nodeId, m.smInfo, call);
-        this.#nodes.set(nodeId, session);
+        if (session) {
+          // Re-sent on the same stream: the node's pending requests stay with it.
+          session.info = m.smInfo;
+        } else {
+          const old = this.#nodes.get(nodeId);
+          if (old && old.stream !== call) old.stream.end();
+          session = new NodeSession(nodeId, m.smInfo, call);
+          this.#nodes.set(nodeId, session);
+        }
         this.#o.logger.info("SM connected", { nodeId, runtimes: m.smInfo.runtimes.length });
         this.#o.listener.smInfo?.(nodeId, m.smInfo);
         return;
@@ -165,6 +174,7 @@ export class SmController {
         const err = new AosError("canceled", `SM of node ${session.nodeId} disconnected`);
         session.configWaiter?.reject(err);
         for (const w of session.snapshotWaiters.splice(0)) w.reject(err);
+        for (const h of session.heldUpdates.splice(0)) h.waiter.reject(err);
         this.#o.logger.info("SM disconnected", { nodeId: session.nodeId });
         this.#o.listener.smInfo?.(session.nodeId, undefined);
       }
@@ -190,6 +200,13 @@ export class SmController {
         return;
       }
       case "nodeInstancesStatus":
+        if (!session.connectSnapshotSeen) {
+          // The connect snapshot ends no batch: the updates held for it go out now.
+          session.connectSnapshotSeen = true;
+          this.#o.listener.nodeInstancesStatus?.(session.nodeId, m.nodeInstancesStatus.instances);
+          for (const h of session.heldUpdates.splice(0)) h.send();
+          return;
+        }
         for (const w of session.snapshotWaiters.splice(0)) {
           w.resolve(m.nodeInstancesStatus.instances);
         }
@@ -280,17 +297,26 @@ export class SmController {
 
   /**
    * Pushes `update_instances` to a node and resolves with its `node_instances_status`, which
-   * marks the end of the batch.
+   * marks the end of the batch. Replies carry no id: an update is written only after the SM's
+   * connect snapshot arrived, else that snapshot (sent before the SM read the update) would be
+   * taken for the end of the batch and its instances for never started.
    */
   updateInstances(nodeId: string, update: UpdateInstances): Promise<InstanceStatus[]> {
     const s = this.#session(nodeId);
-    const done = this.#withTimeout<InstanceStatus[]>(
+    return this.#withTimeout<InstanceStatus[]>(
       `Update instances on ${nodeId}`,
       this.#o.updateTimeoutMs ?? UPDATE_TIMEOUT_MS,
-      (w) => s.snapshotWaiters.push(w),
+      (waiter) => {
+        const send = () => {
+          s.snapshotWaiters.push(waiter);
+          s.stream.write({
+            SMIncomingMessage: { $case: "updateInstances", updateInstances: update },
+          });
+        };
+        if (s.connectSnapshotSeen) send();
+        else s.heldUpdates.push({ waiter, send });
+      },
     );
-    s.stream.write({ SMIncomingMessage: { $case: "updateInstances", updateInstances: update } });
-    return done;
   }
 
   /** Tells every SM whether the cloud is connected (and new SMs when they connect). */
