@@ -2,7 +2,7 @@ import { createHash, type Hash } from "node:crypto";
 import { mkdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { z } from "zod";
+import { z } from "zod/mini";
 import { AosError, toAosError } from "../core/errors.ts";
 import { type Logger, nullLogger } from "../core/logger.ts";
 import { retry, sleep as realSleep } from "../core/retry.ts";
@@ -129,8 +129,8 @@ export function downloadPaths(dir: string, digest: string): DownloadPaths {
 
 const metaSchema = z.object({
   version: z.literal(1),
-  validator: z.string().max(1024).optional(),
-  totalBytes: z.number().int().nonnegative().optional(),
+  validator: z.optional(z.string().check(z.maxLength(1024))),
+  totalBytes: z.optional(z.number().check(z.int(), z.nonnegative())),
 });
 type PartMeta = z.infer<typeof metaSchema>;
 

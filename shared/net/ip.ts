@@ -3,7 +3,8 @@
  * @module
  */
 
-import { z } from "zod";
+import { z } from "zod/mini";
+import "../core/zod_en.ts";
 import { AosError } from "../core/errors.ts";
 import type { CommandRunner } from "../exec/runner.ts";
 import { Cidr, parseInterfaceAddress, parseIpv4 } from "./cidr.ts";
@@ -11,23 +12,23 @@ import { checkIfName, checkNetnsName } from "./names.ts";
 
 /** One link of `ip -d -j link show` (only the fields we use; others are kept). */
 export const ipLinkSchema = z.looseObject({
-  ifindex: z.number().int(),
+  ifindex: z.number().check(z.int()),
   ifname: z.string(),
-  flags: z.array(z.string()).default([]),
-  mtu: z.number().int().optional(),
-  operstate: z.string().optional(),
-  link_type: z.string().optional(),
-  address: z.string().optional(),
+  flags: z._default(z.array(z.string()), []),
+  mtu: z.optional(z.number().check(z.int())),
+  operstate: z.optional(z.string()),
+  link_type: z.optional(z.string()),
+  address: z.optional(z.string()),
   /** Bridge (or bond) this link is enslaved to. */
-  master: z.string().optional(),
+  master: z.optional(z.string()),
   /** Peer or parent link name, when in the same namespace. */
-  link: z.string().nullable().optional(),
-  linkinfo: z.looseObject({
-    info_kind: z.string().optional(),
-    info_slave_kind: z.string().optional(),
-    info_data: z.record(z.string(), z.unknown()).optional(),
-    info_slave_data: z.record(z.string(), z.unknown()).optional(),
-  }).optional(),
+  link: z.optional(z.nullable(z.string())),
+  linkinfo: z.optional(z.looseObject({
+    info_kind: z.optional(z.string()),
+    info_slave_kind: z.optional(z.string()),
+    info_data: z.optional(z.record(z.string(), z.unknown())),
+    info_slave_data: z.optional(z.record(z.string(), z.unknown())),
+  })),
 });
 
 /** A link as reported by `ip -d -j link show`. */
@@ -41,12 +42,12 @@ export type IpLink = z.infer<typeof ipLinkSchema> & {
 const addrInfoSchema = z.looseObject({
   family: z.string(),
   local: z.string(),
-  prefixlen: z.number().int(),
+  prefixlen: z.number().check(z.int()),
 });
 
 const addrLinkSchema = z.looseObject({
   ifname: z.string(),
-  addr_info: z.array(addrInfoSchema).default([]),
+  addr_info: z._default(z.array(addrInfoSchema), []),
 });
 
 /** An IPv4 address on an interface. */
@@ -58,9 +59,9 @@ export interface IpAddress {
 
 const routeSchema = z.looseObject({
   dst: z.string(),
-  gateway: z.string().optional(),
-  dev: z.string().optional(),
-  prefsrc: z.string().optional(),
+  gateway: z.optional(z.string()),
+  dev: z.optional(z.string()),
+  prefsrc: z.optional(z.string()),
 });
 
 /** A route of the main table. */
@@ -85,7 +86,7 @@ export interface IpToolOptions {
   timeoutMs?: number;
 }
 
-function parseJson<T>(schema: z.ZodType<T>, text: string, what: string): T {
+function parseJson<T>(schema: z.ZodMiniType<T>, text: string, what: string): T {
   let raw: unknown;
   try {
     // Some `ip` versions print nothing (not `[]`) for an empty list.

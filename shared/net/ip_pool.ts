@@ -6,7 +6,8 @@
  * @module
  */
 
-import { z } from "zod";
+import { z } from "zod/mini";
+import "../core/zod_en.ts";
 import { AosError } from "../core/errors.ts";
 import { Cidr, formatIpv4, parseIpv4 } from "./cidr.ts";
 
@@ -27,7 +28,7 @@ export const DEFAULT_NETWORK_POOLS: readonly string[] = [
 export const DEFAULT_SUBNET_PREFIX = 16;
 
 const MAX_OWNER = 512;
-const owner = z.string().min(1).max(MAX_OWNER);
+const owner = z.string().check(z.minLength(1), z.maxLength(MAX_OWNER));
 
 function checkOwner(who: string): void {
   if (!owner.safeParse(who).success) {
@@ -55,10 +56,10 @@ export interface SubnetAllocatorState {
 }
 
 const subnetStateSchema = z.object({
-  pools: z.array(z.string().max(32)).min(1).max(1024),
-  prefix: z.number().int().min(0).max(32),
-  exclude: z.array(z.string().max(32)).max(1024).default([]),
-  allocations: z.record(owner, z.string().max(32)),
+  pools: z.array(z.string().check(z.maxLength(32))).check(z.minLength(1), z.maxLength(1024)),
+  prefix: z.number().check(z.int(), z.gte(0), z.lte(32)),
+  exclude: z._default(z.array(z.string().check(z.maxLength(32))).check(z.maxLength(1024)), []),
+  allocations: z.record(owner, z.string().check(z.maxLength(32))),
 });
 
 /** Hands out fixed-size subnets from a list of pools. */
@@ -208,10 +209,10 @@ export interface HostAllocatorState {
 }
 
 const hostStateSchema = z.object({
-  subnet: z.string().max(32),
-  reserveGateway: z.boolean().default(true),
-  reserved: z.array(z.string().max(16)).max(65536).default([]),
-  allocations: z.record(owner, z.string().max(16)),
+  subnet: z.string().check(z.maxLength(32)),
+  reserveGateway: z._default(z.boolean(), true),
+  reserved: z._default(z.array(z.string().check(z.maxLength(16))).check(z.maxLength(65536)), []),
+  allocations: z.record(owner, z.string().check(z.maxLength(16))),
 });
 
 /**

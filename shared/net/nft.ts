@@ -4,7 +4,8 @@
  * @module
  */
 
-import { z } from "zod";
+import { z } from "zod/mini";
+import "../core/zod_en.ts";
 import { AosError } from "../core/errors.ts";
 import type { CommandRunner } from "../exec/runner.ts";
 import { parseInterfaceAddress, parseIpv4 } from "./cidr.ts";
@@ -69,24 +70,24 @@ export type NftCommand = {
 };
 
 const family = z.enum(["ip", "ip6", "inet", "arp", "bridge", "netdev"]);
-const tableSchema = z.looseObject({ family, name: z.string(), handle: z.number().int() });
+const tableSchema = z.looseObject({ family, name: z.string(), handle: z.number().check(z.int()) });
 const chainSchema = z.looseObject({
   family,
   table: z.string(),
   name: z.string(),
-  handle: z.number().int(),
-  type: z.enum(["filter", "nat", "route"]).optional(),
-  hook: z.enum(["prerouting", "input", "forward", "output", "postrouting", "ingress"]).optional(),
-  prio: z.number().int().optional(),
-  policy: z.enum(["accept", "drop"]).optional(),
+  handle: z.number().check(z.int()),
+  type: z.optional(z.enum(["filter", "nat", "route"])),
+  hook: z.optional(z.enum(["prerouting", "input", "forward", "output", "postrouting", "ingress"])),
+  prio: z.optional(z.number().check(z.int())),
+  policy: z.optional(z.enum(["accept", "drop"])),
 });
 const ruleSchema = z.looseObject({
   family,
   table: z.string(),
   chain: z.string(),
-  handle: z.number().int(),
-  expr: z.array(z.record(z.string(), z.unknown())).default([]),
-  comment: z.string().optional(),
+  handle: z.number().check(z.int()),
+  expr: z._default(z.array(z.record(z.string(), z.unknown())), []),
+  comment: z.optional(z.string()),
 });
 const outputSchema = z.object({ nftables: z.array(z.record(z.string(), z.unknown())) });
 
@@ -105,7 +106,7 @@ function parseOutput(text: string, what: string): Record<string, unknown>[] {
   return parsed.data.nftables;
 }
 
-function pick<T>(schema: z.ZodType<T>, item: unknown, what: string): T {
+function pick<T>(schema: z.ZodMiniType<T>, item: unknown, what: string): T {
   const parsed = schema.safeParse(item);
   if (!parsed.success) {
     throw new AosError("failed", `Cannot parse ${what}: ${parsed.error.message.slice(0, 300)}`);

@@ -5,7 +5,8 @@
  * @module
  */
 
-import { z } from "zod";
+import { z } from "zod/mini";
+import "../core/zod_en.ts";
 import { AosError } from "../core/errors.ts";
 import type { CommandRunner } from "../exec/runner.ts";
 import type { IpTool } from "./ip.ts";
@@ -39,23 +40,24 @@ export function tbfFromKbit(kbit: number): TbfParams {
 const qdiscSchema = z.looseObject({
   kind: z.string(),
   handle: z.string(),
-  dev: z.string().optional(),
-  root: z.boolean().optional(),
-  parent: z.string().optional(),
-  options: z.record(z.string(), z.unknown()).optional(),
+  dev: z.optional(z.string()),
+  root: z.optional(z.boolean()),
+  parent: z.optional(z.string()),
+  options: z.optional(z.record(z.string(), z.unknown())),
 });
 
 /** A qdisc of `tc -j qdisc show`. */
 export type TcQdisc = z.infer<typeof qdiscSchema>;
 
 const filterSchema = z.looseObject({
-  parent: z.string().optional(),
-  kind: z.string().optional(),
-  pref: z.number().optional(),
-  options: z.looseObject({
-    actions: z.array(z.looseObject({ kind: z.string(), to_dev: z.string().optional() }))
-      .optional(),
-  }).optional(),
+  parent: z.optional(z.string()),
+  kind: z.optional(z.string()),
+  pref: z.optional(z.number()),
+  options: z.optional(z.looseObject({
+    actions: z.optional(
+      z.array(z.looseObject({ kind: z.string(), to_dev: z.optional(z.string()) })),
+    ),
+  })),
 });
 
 /** A filter of `tc -j filter show`. */
@@ -206,7 +208,7 @@ export class TcTool {
   }
 }
 
-function parseList<T>(schema: z.ZodType<T[]>, text: string, what: string): T[] {
+function parseList<T>(schema: z.ZodMiniType<T[]>, text: string, what: string): T[] {
   let raw: unknown;
   try {
     raw = text.trim() === "" ? [] : JSON.parse(text);

@@ -2,7 +2,7 @@
  * Content digests (`<algorithm>:<hex>`) as used by OCI descriptors and AosCore blob paths.
  * @module
  */
-import { z } from "zod";
+import { z } from "zod/mini";
 import { AosError } from "../core/errors.ts";
 
 /** Digest algorithms we accept. */
@@ -61,6 +61,6 @@ export function blobRelativePath(digest: string): string {
 }
 
 /** zod schema of a digest string. */
-export const digestSchema = z.string().refine(isDigest, {
+export const digestSchema = z.string().check(z.refine(isDigest, {
   message: "must be a digest sha256:<64 lowercase hex> or sha512:<128 lowercase hex>",
-});
+}));

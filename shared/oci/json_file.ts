@@ -2,7 +2,8 @@
  * Bounded, validated JSON load/save for OCI documents; saves are atomic (temp file + rename).
  * @module
  */
-import type { z } from "zod";
+import type { z } from "zod/mini";
+import "../core/zod_en.ts";
 import { dirname } from "node:path";
 import { AosError } from "../core/errors.ts";
 import {
@@ -33,7 +34,7 @@ function describeIssue(issue: z.core.$ZodIssue): string {
  * Parses JSON text or bytes with `schema`. `what` names the document in errors
  * (e.g. `image manifest sha256:ab…`).
  */
-export function parseOciJson<S extends z.ZodType>(
+export function parseOciJson<S extends z.ZodMiniType>(
   what: string,
   data: string | Uint8Array,
   schema: S,
@@ -65,7 +66,7 @@ export function parseOciJson<S extends z.ZodType>(
 }
 
 /** Reads and validates a JSON file, refusing files larger than the limit before reading them. */
-export async function loadJsonFile<S extends z.ZodType>(
+export async function loadJsonFile<S extends z.ZodMiniType>(
   path: string,
   schema: S,
   options: LoadJsonOptions = {},
@@ -111,7 +112,7 @@ export interface SaveJsonOptions {
  * Validates `value` with `schema` and writes it atomically: a temp file in the same directory,
  * fsync, then rename over `path`, so readers see the old or the new document, never a torn one.
  */
-export async function saveJsonFile<S extends z.ZodType>(
+export async function saveJsonFile<S extends z.ZodMiniType>(
   path: string,
   value: z.input<S>,
   schema: S,

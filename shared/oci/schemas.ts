@@ -6,7 +6,7 @@
  * case-insensitively here too and renamed to their canonical spelling.
  * @module
  */
-import { z } from "zod";
+import { z } from "zod/mini";
 import { digestSchema } from "./digest.ts";
 
 function canonicalKeys(value: unknown, canonical: readonly string[]): unknown {
@@ -25,36 +25,36 @@ function canonicalKeys(value: unknown, canonical: readonly string[]): unknown {
 /**
  * A loose object schema whose known keys match case-insensitively; unknown keys are kept as is.
  */
-export function ciLooseObject<T extends z.ZodRawShape>(shape: T) {
+export function ciLooseObject<T extends z.core.$ZodLooseShape>(shape: T) {
   const keys = Object.keys(shape);
-  return z.preprocess((v) => canonicalKeys(v, keys), z.looseObject(shape));
+  return z.pipe(z.transform((v) => canonicalKeys(v, keys)), z.looseObject(shape));
 }
 
-const u64 = z.number().int().nonnegative();
+const u64 = z.number().check(z.int(), z.nonnegative());
 const stringMap = z.record(z.string(), z.string());
 
 /** OCI platform of an index entry. */
 export const platformSchema = z.looseObject({
   architecture: z.string(),
   os: z.string(),
-  "os.version": z.string().optional(),
-  "os.features": z.array(z.string()).optional(),
-  variant: z.string().optional(),
-  features: z.array(z.string()).optional(),
+  "os.version": z.optional(z.string()),
+  "os.features": z.optional(z.array(z.string())),
+  variant: z.optional(z.string()),
+  features: z.optional(z.array(z.string())),
 });
 /** OCI platform. */
 export type Platform = z.infer<typeof platformSchema>;
 
 /** OCI content descriptor. */
 export const descriptorSchema = ciLooseObject({
-  mediaType: z.string().min(1),
+  mediaType: z.string().check(z.minLength(1)),
   digest: digestSchema,
   size: u64,
-  urls: z.array(z.string()).optional(),
-  annotations: stringMap.optional(),
-  data: z.string().optional(),
-  artifactType: z.string().optional(),
-  platform: platformSchema.optional(),
+  urls: z.optional(z.array(z.string())),
+  annotations: z.optional(stringMap),
+  data: z.optional(z.string()),
+  artifactType: z.optional(z.string()),
+  platform: z.optional(platformSchema),
 });
 /** OCI content descriptor. */
 export type Descriptor = z.infer<typeof descriptorSchema>;
@@ -62,11 +62,11 @@ export type Descriptor = z.infer<typeof descriptorSchema>;
 /** OCI image index. */
 export const imageIndexSchema = ciLooseObject({
   schemaVersion: z.literal(2),
-  mediaType: z.string().optional(),
-  artifactType: z.string().optional(),
+  mediaType: z.optional(z.string()),
+  artifactType: z.optional(z.string()),
   manifests: z.array(descriptorSchema),
-  subject: descriptorSchema.optional(),
-  annotations: stringMap.optional(),
+  subject: z.optional(descriptorSchema),
+  annotations: z.optional(stringMap),
 });
 /** OCI image index. */
 export type ImageIndex = z.infer<typeof imageIndexSchema>;
@@ -77,14 +77,14 @@ export type ImageIndex = z.infer<typeof imageIndexSchema>;
  */
 export const imageManifestSchema = ciLooseObject({
   schemaVersion: z.literal(2),
-  mediaType: z.string().optional(),
-  artifactType: z.string().optional(),
+  mediaType: z.optional(z.string()),
+  artifactType: z.optional(z.string()),
   config: descriptorSchema,
-  layers: z.array(descriptorSchema).default([]),
-  subject: descriptorSchema.optional(),
-  annotations: stringMap.optional(),
-  aosItemConfig: descriptorSchema.optional(),
-  aosService: descriptorSchema.optional(),
+  layers: z._default(z.array(descriptorSchema), []),
+  subject: z.optional(descriptorSchema),
+  annotations: z.optional(stringMap),
+  aosItemConfig: z.optional(descriptorSchema),
+  aosService: z.optional(descriptorSchema),
 });
 /** OCI image manifest (+ `aosItemConfig`). */
 export type ImageManifest = z.infer<typeof imageManifestSchema>;
@@ -94,45 +94,45 @@ export function manifestItemConfig(manifest: ImageManifest): Descriptor | undefi
   return manifest.aosItemConfig ?? manifest.aosService;
 }
 
-const nullableStrings = z.array(z.string()).nullable();
+const nullableStrings = z.nullable(z.array(z.string()));
 
 /** The `config` member of an OCI image config (Docker-style capitalised keys). */
 export const containerConfigSchema = ciLooseObject({
-  User: z.string().optional(),
-  ExposedPorts: z.record(z.string(), z.unknown()).nullable().optional(),
-  Env: nullableStrings.optional(),
-  Entrypoint: nullableStrings.optional(),
-  Cmd: nullableStrings.optional(),
-  Volumes: z.record(z.string(), z.unknown()).nullable().optional(),
-  WorkingDir: z.string().optional(),
-  Labels: stringMap.nullable().optional(),
-  StopSignal: z.string().optional(),
-  ArgsEscaped: z.boolean().optional(),
+  User: z.optional(z.string()),
+  ExposedPorts: z.optional(z.nullable(z.record(z.string(), z.unknown()))),
+  Env: z.optional(nullableStrings),
+  Entrypoint: z.optional(nullableStrings),
+  Cmd: z.optional(nullableStrings),
+  Volumes: z.optional(z.nullable(z.record(z.string(), z.unknown()))),
+  WorkingDir: z.optional(z.string()),
+  Labels: z.optional(z.nullable(stringMap)),
+  StopSignal: z.optional(z.string()),
+  ArgsEscaped: z.optional(z.boolean()),
 });
 /** Execution parameters of an image. */
 export type ContainerConfig = z.infer<typeof containerConfigSchema>;
 
 /** OCI image config. `architecture`/`os` are optional: Aos service images may omit them. */
 export const imageConfigSchema = ciLooseObject({
-  created: z.string().optional(),
-  author: z.string().optional(),
-  architecture: z.string().optional(),
-  os: z.string().optional(),
-  "os.version": z.string().optional(),
-  "os.features": z.array(z.string()).optional(),
-  variant: z.string().optional(),
-  config: containerConfigSchema.optional(),
+  created: z.optional(z.string()),
+  author: z.optional(z.string()),
+  architecture: z.optional(z.string()),
+  os: z.optional(z.string()),
+  "os.version": z.optional(z.string()),
+  "os.features": z.optional(z.array(z.string())),
+  variant: z.optional(z.string()),
+  config: z.optional(containerConfigSchema),
   rootfs: ciLooseObject({
     type: z.string(),
     diff_ids: z.array(digestSchema),
   }),
-  history: z.array(z.looseObject({
-    created: z.string().optional(),
-    author: z.string().optional(),
-    created_by: z.string().optional(),
-    comment: z.string().optional(),
-    empty_layer: z.boolean().optional(),
-  })).optional(),
+  history: z.optional(z.array(z.looseObject({
+    created: z.optional(z.string()),
+    author: z.optional(z.string()),
+    created_by: z.optional(z.string()),
+    comment: z.optional(z.string()),
+    empty_layer: z.optional(z.boolean()),
+  }))),
 });
 /** OCI image config. */
 export type ImageConfig = z.infer<typeof imageConfigSchema>;
@@ -141,45 +141,45 @@ export type ImageConfig = z.infer<typeof imageConfigSchema>;
 const durationText = z.union([z.string(), z.number()]);
 
 const percentsRule = ciLooseObject({
-  minTimeout: durationText.optional(),
+  minTimeout: z.optional(durationText),
   minThreshold: z.number(),
   maxThreshold: z.number(),
 });
 const pointsRule = ciLooseObject({
-  minTimeout: durationText.optional(),
+  minTimeout: z.optional(durationText),
   minThreshold: u64,
   maxThreshold: u64,
 });
 
 /** Alert rules of an item config. */
 export const alertRulesSchema = ciLooseObject({
-  ram: percentsRule.optional(),
-  cpu: percentsRule.optional(),
-  partitions: z.array(ciLooseObject({
+  ram: z.optional(percentsRule),
+  cpu: z.optional(percentsRule),
+  partitions: z.optional(z.array(ciLooseObject({
     name: z.string(),
-    minTimeout: durationText.optional(),
+    minTimeout: z.optional(durationText),
     minThreshold: z.number(),
     maxThreshold: z.number(),
-  })).optional(),
-  download: pointsRule.optional(),
-  upload: pointsRule.optional(),
+  }))),
+  download: z.optional(pointsRule),
+  upload: z.optional(pointsRule),
 });
 /** Alert rules of an item config. */
 export type AlertRules = z.infer<typeof alertRulesSchema>;
 
 /** Resource quotas of an item config. */
 export const quotasSchema = ciLooseObject({
-  cpuDMIPSLimit: u64.optional(),
-  ramLimit: u64.optional(),
-  pidsLimit: u64.optional(),
-  noFileLimit: u64.optional(),
-  tmpLimit: u64.optional(),
-  stateLimit: u64.optional(),
-  storageLimit: u64.optional(),
-  uploadSpeed: u64.optional(),
-  downloadSpeed: u64.optional(),
-  uploadLimit: u64.optional(),
-  downloadLimit: u64.optional(),
+  cpuDMIPSLimit: z.optional(u64),
+  ramLimit: z.optional(u64),
+  pidsLimit: z.optional(u64),
+  noFileLimit: z.optional(u64),
+  tmpLimit: z.optional(u64),
+  stateLimit: z.optional(u64),
+  storageLimit: z.optional(u64),
+  uploadSpeed: z.optional(u64),
+  downloadSpeed: z.optional(u64),
+  uploadLimit: z.optional(u64),
+  downloadLimit: z.optional(u64),
 });
 /** Resource quotas of an item config. */
 export type Quotas = z.infer<typeof quotasSchema>;
@@ -189,32 +189,32 @@ export type Quotas = z.infer<typeof quotasSchema>;
  * AosCore writes. Durations stay as written (strings), so a round trip is exact.
  */
 export const itemConfigSchema = ciLooseObject({
-  created: z.string().optional(),
-  author: z.string().optional(),
-  skipResourceLimits: z.boolean().optional(),
-  hostname: z.string().optional(),
-  balancingPolicy: z.enum(["enabled", "disabled"]).optional(),
-  runtimes: z.array(ciLooseObject({ codename: z.string() })).optional(),
-  runParameters: ciLooseObject({
-    startInterval: durationText.optional(),
-    startBurst: u64.optional(),
-    restartInterval: durationText.optional(),
-  }).optional(),
-  sysctl: stringMap.optional(),
-  offlineTTL: durationText.optional(),
-  quotas: quotasSchema.optional(),
-  requestedResources: ciLooseObject({
-    cpu: u64.optional(),
-    ram: u64.optional(),
-    storage: u64.optional(),
-    state: u64.optional(),
-  }).optional(),
+  created: z.optional(z.string()),
+  author: z.optional(z.string()),
+  skipResourceLimits: z.optional(z.boolean()),
+  hostname: z.optional(z.string()),
+  balancingPolicy: z.optional(z.enum(["enabled", "disabled"])),
+  runtimes: z.optional(z.array(ciLooseObject({ codename: z.string() }))),
+  runParameters: z.optional(ciLooseObject({
+    startInterval: z.optional(durationText),
+    startBurst: z.optional(u64),
+    restartInterval: z.optional(durationText),
+  })),
+  sysctl: z.optional(stringMap),
+  offlineTTL: z.optional(durationText),
+  quotas: z.optional(quotasSchema),
+  requestedResources: z.optional(ciLooseObject({
+    cpu: z.optional(u64),
+    ram: z.optional(u64),
+    storage: z.optional(u64),
+    state: z.optional(u64),
+  })),
   /** Keys `"<itemID>/<port>[/<proto>]"`; values are empty objects (only keys are used). */
-  allowedConnections: z.record(z.string(), z.unknown()).optional(),
-  resources: z.array(ciLooseObject({ name: z.string(), mode: z.string().optional() })).optional(),
+  allowedConnections: z.optional(z.record(z.string(), z.unknown())),
+  resources: z.optional(z.array(ciLooseObject({ name: z.string(), mode: z.optional(z.string()) }))),
   /** `{ "<funcServiceName>": { "<function>": "<permission>" } }`. */
-  permissions: z.record(z.string(), z.record(z.string(), z.string())).optional(),
-  alertRules: alertRulesSchema.optional(),
+  permissions: z.optional(z.record(z.string(), z.record(z.string(), z.string()))),
+  alertRules: z.optional(alertRulesSchema),
 });
 /** The Aos item config. */
 export type ItemConfig = z.infer<typeof itemConfigSchema>;
