@@ -3,7 +3,8 @@
  * keys case-insensitive, `null` same as absent, unknown keys dropped, missing scalars defaulted.
  * @module
  */
-import { z } from "zod";
+import { z } from "zod/mini";
+import "../core/zod_en.ts";
 import { ciObject } from "../config/schema.ts";
 import { parseAosTime } from "../core/time.ts";
 
@@ -26,58 +27,61 @@ function pickKnown(keys: readonly string[]) {
 }
 
 /** A received JSON object: keys matched case-insensitively, `null` = absent, unknown keys ignored. */
-export function wobj<T extends z.ZodRawShape>(shape: T) {
-  return z.preprocess(pickKnown(Object.keys(shape)), ciObject(shape));
+export function wobj<T extends z.core.$ZodLooseShape>(shape: T) {
+  return z.pipe(z.transform(pickKnown(Object.keys(shape))), ciObject(shape));
 }
 
 /** A string; absent reads as `""` (the C++ reader's default). */
-export const str = () => z.string().default("");
+export const str = () => z._default(z.string(), "");
 /** An optional string. */
-export const optStr = () => z.string().optional();
+export const optStr = () => z.optional(z.string());
 /** A non-negative integer; absent reads as 0. */
-export const uint = () => z.number().int().min(0).default(0);
+export const uint = () => z._default(z.number().check(z.int(), z.gte(0)), 0);
 /** An optional non-negative integer. */
-export const optUint = () => z.number().int().min(0).optional();
+export const optUint = () => z.optional(z.number().check(z.int(), z.gte(0)));
 /** An integer (may be negative); absent reads as 0. */
-export const int = () => z.number().int().default(0);
+export const int = () => z._default(z.number().check(z.int()), 0);
 /** A boolean; absent reads as `false`. */
-export const bool = () => z.boolean().default(false);
+export const bool = () => z._default(z.boolean(), false);
 /** A number; absent reads as 0. */
-export const num = () => z.number().default(0);
+export const num = () => z._default(z.number(), 0);
 
 /** Default upper bound of a received list. */
 export const MAX_LIST = 4096;
 
 /** A list bounded to `max` elements; absent reads as `[]`. */
-export function list<T extends z.ZodType>(element: T, max = MAX_LIST) {
-  return z.array(element).max(max).default([]);
+export function list<T extends z.ZodMiniType>(element: T, max = MAX_LIST) {
+  return z._default(z.array(element).check(z.maxLength(max)), []);
 }
 
 /** An optional list bounded to `max` elements (absent stays absent: it means "no change"). */
-export function optList<T extends z.ZodType>(element: T, max = MAX_LIST) {
-  return z.array(element).max(max).optional();
+export function optList<T extends z.ZodMiniType>(element: T, max = MAX_LIST) {
+  return z.optional(z.array(element).check(z.maxLength(max)));
 }
 
 /** An RFC 3339 timestamp, parsed to a `Date`. */
 export const time = () =>
-  z.string().transform((s, ctx) => {
-    try {
-      return parseAosTime(s);
-    } catch {
-      ctx.issues.push({
-        code: "custom",
-        message: `expected an RFC 3339 timestamp, got "${s.slice(0, 40)}"`,
-        input: s,
-      });
-      return z.NEVER;
-    }
-  });
+  z.pipe(
+    z.string(),
+    z.transform((s, ctx) => {
+      try {
+        return parseAosTime(s);
+      } catch {
+        ctx.issues.push({
+          code: "custom",
+          message: `expected an RFC 3339 timestamp, got "${s.slice(0, 40)}"`,
+          input: s,
+        });
+        return z.NEVER;
+      }
+    }),
+  );
 
 /** A string enum whose received value is matched case-insensitively. */
 export function ienum<const T extends readonly [string, ...string[]]>(values: T) {
   const byLower = new Map(values.map((v) => [v.toLowerCase(), v]));
-  return z.preprocess(
-    (v) => (typeof v === "string" ? byLower.get(v.toLowerCase()) ?? v : v),
+  return z.pipe(
+    z.transform((v) => (typeof v === "string" ? byLower.get(v.toLowerCase()) ?? v : v)),
     z.enum(values),
   );
 }
@@ -96,7 +100,7 @@ export function getKey(value: Record<string, unknown>, key: string): unknown {
  */
 export function tagged<
   const F extends string,
-  M extends Record<string, z.ZodType<Record<string, unknown>>>,
+  M extends Record<string, z.ZodMiniType<Record<string, unknown>>>,
 >(
   field: F,
   branches: M,
@@ -106,31 +110,34 @@ export function tagged<
   for (const name of Object.keys(branches)) byLower.set(name.toLowerCase(), name);
   for (const [alias, name] of Object.entries(aliases)) byLower.set(alias.toLowerCase(), name);
   type Out = { [K in keyof M]: { [P in F]: K } & z.output<M[K]> }[keyof M];
-  return z.unknown().transform((value, ctx): Out => {
-    if (typeof value !== "object" || value === null || Array.isArray(value)) {
-      ctx.issues.push({ code: "custom", message: "expected object", input: value });
-      return z.NEVER;
-    }
-    const raw = getKey(value as Record<string, unknown>, field);
-    const name = typeof raw === "string" ? byLower.get(raw.toLowerCase()) : undefined;
-    if (name === undefined) {
-      ctx.issues.push({
-        code: "custom",
-        path: [field],
-        message: `unknown ${field} ${JSON.stringify(raw)}`,
-        input: raw,
-      });
-      return z.NEVER;
-    }
-    const result = branches[name]!.safeParse(value);
-    if (!result.success) {
-      for (const issue of result.error.issues) {
-        ctx.issues.push({ ...issue, input: value } as z.core.$ZodRawIssue);
+  return z.pipe(
+    z.unknown(),
+    z.transform((value, ctx): Out => {
+      if (typeof value !== "object" || value === null || Array.isArray(value)) {
+        ctx.issues.push({ code: "custom", message: "expected object", input: value });
+        return z.NEVER;
       }
-      return z.NEVER;
-    }
-    return { ...result.data, [field]: name } as Out;
-  });
+      const raw = getKey(value as Record<string, unknown>, field);
+      const name = typeof raw === "string" ? byLower.get(raw.toLowerCase()) : undefined;
+      if (name === undefined) {
+        ctx.issues.push({
+          code: "custom",
+          path: [field],
+          message: `unknown ${field} ${JSON.stringify(raw)}`,
+          input: raw,
+        });
+        return z.NEVER;
+      }
+      const result = branches[name]!.safeParse(value);
+      if (!result.success) {
+        for (const issue of result.error.issues) {
+          ctx.issues.push({ ...issue, input: value } as z.core.$ZodRawIssue);
+        }
+        return z.NEVER;
+      }
+      return { ...result.data, [field]: name } as Out;
+    }),
+  );
 }
 
 /** Formats zod issues as `where: what` lines, e.g. `items[2].version: expected string`. */

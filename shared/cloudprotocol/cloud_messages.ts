@@ -6,7 +6,7 @@
  * `minTimeout` milliseconds, missing `numInstances`/`priority` the schema defaults 1 / 0.
  * @module
  */
-import { z } from "zod";
+import { z } from "zod/mini";
 import { Buffer } from "node:buffer";
 import { duration } from "../config/schema.ts";
 import { bool, getKey, list, num, optStr, optUint, str, time, uint, wobj } from "./_wire.ts";
@@ -18,7 +18,7 @@ const correlation = { correlationId: optStr() };
 // desiredStatus
 
 /** Alert rule minimum duration: seconds as a number (schema) or a duration string (C++). */
-const minTimeout = duration.default(0);
+const minTimeout = z._default(duration, 0);
 
 const alertRulePercentsSchema = wobj({
   minThreshold: num(),
@@ -36,19 +36,19 @@ const alertRulePointsSchema = wobj({ minThreshold: uint(), maxThreshold: uint(),
 
 /** Node alert rules; every `minTimeout` is in milliseconds. */
 export const alertRulesSchema = wobj({
-  cpu: alertRulePercentsSchema.optional(),
-  ram: alertRulePercentsSchema.optional(),
+  cpu: z.optional(alertRulePercentsSchema),
+  ram: z.optional(alertRulePercentsSchema),
   partitions: list(alertRulePartitionSchema, 64),
-  download: alertRulePointsSchema.optional(),
-  upload: alertRulePointsSchema.optional(),
+  download: z.optional(alertRulePointsSchema),
+  upload: z.optional(alertRulePointsSchema),
 });
 
 /** Resource ratios in percent. */
 export const resourceRatiosSchema = wobj({
-  cpu: z.number().optional(),
-  ram: z.number().optional(),
-  storage: z.number().optional(),
-  state: z.number().optional(),
+  cpu: z.optional(z.number()),
+  ram: z.optional(z.number()),
+  storage: z.optional(z.number()),
+  state: z.optional(z.number()),
 });
 
 /** Config of one node or of a whole node group (`node` absent). */
@@ -56,11 +56,11 @@ export const nodeConfigSchema = wobj({
   /** C++ writes a per-node config version; the schema has none. */
   version: optStr(),
   nodeGroupSubject: identitySchema,
-  node: identitySchema.optional(),
+  node: z.optional(identitySchema),
   priority: uint(),
   labels: list(z.string(), 256),
-  alertRules: alertRulesSchema.optional(),
-  resourceRatios: resourceRatiosSchema.optional(),
+  alertRules: z.optional(alertRulesSchema),
+  resourceRatios: z.optional(resourceRatiosSchema),
 });
 
 /** A new unit config. */
@@ -83,7 +83,7 @@ export const desiredInstanceSchema = wobj({
   item: identitySchema,
   subject: identitySchema,
   priority: uint(),
-  numInstances: z.number().int().min(0).default(1),
+  numInstances: z._default(z.number().check(z.int(), z.gte(0)), 1),
   labels: list(z.string(), 256),
 });
 
@@ -98,7 +98,7 @@ export const desiredSubjectSchema = wobj({
 export const desiredStatusSchema = wobj({
   ...correlation,
   nodes: list(wobj({ item: identitySchema, state: enums.desiredNodeState }), 256),
-  unitConfig: unitConfigSchema.optional(),
+  unitConfig: z.optional(unitConfigSchema),
   items: list(desiredItemSchema),
   instances: list(desiredInstanceSchema),
   subjects: list(desiredSubjectSchema),
@@ -113,16 +113,19 @@ export const desiredStatusSchema = wobj({
  * A SHA-256 value as hex (AosCore) or base64 (schema), normalised to lowercase hex.
  * Empty stays empty (missing scalar).
  */
-export const sha256Hex = z.string().default("").transform((s, ctx) => {
-  if (s === "" || /^[0-9a-fA-F]{64}$/.test(s)) return s.toLowerCase();
-  if (/^[A-Za-z0-9+/]{43}=$/.test(s)) return Buffer.from(s, "base64").toString("hex");
-  ctx.issues.push({
-    code: "custom",
-    message: "expected 64 hex digits or the base64 of 32 bytes",
-    input: s,
-  });
-  return z.NEVER;
-});
+export const sha256Hex = z.pipe(
+  z._default(z.string(), ""),
+  z.transform((s, ctx) => {
+    if (s === "" || /^[0-9a-fA-F]{64}$/.test(s)) return s.toLowerCase();
+    if (/^[A-Za-z0-9+/]{43}=$/.test(s)) return Buffer.from(s, "base64").toString("hex");
+    ctx.issues.push({
+      code: "custom",
+      message: "expected 64 hex digits or the base64 of 32 bytes",
+      input: s,
+    });
+    return z.NEVER;
+  }),
+);
 
 /** Where and how to fetch one blob. */
 export const blobInfoSchema = wobj({
@@ -131,21 +134,21 @@ export const blobInfoSchema = wobj({
   /** Lowercase hex. */
   sha256: sha256Hex,
   size: uint(),
-  decryptInfo: wobj({
-    blockAlg: z.string().default("AES256/CBC/pkcs7"),
+  decryptInfo: z.optional(wobj({
+    blockAlg: z._default(z.string(), "AES256/CBC/pkcs7"),
     /** base64. */
     blockIv: str(),
     /** base64. */
     blockKey: str(),
-  }).optional(),
-  signInfo: wobj({
+  })),
+  signInfo: z.optional(wobj({
     chainName: str(),
     alg: str(),
     /** base64. */
     value: str(),
     trustedTimestamp: time(),
     ocspValues: list(z.string(), 64),
-  }).optional(),
+  })),
 });
 
 /** Body of `blobUrls` (answer to `requestBlobUrls`, same `correlationId`). */
@@ -166,8 +169,8 @@ export const stateAcceptanceSchema = wobj({
 /** Body of `updateState` (`stateChecksum` is hex SHA3-224 of `state`). */
 export const updateStateSchema = wobj({
   ...correlation,
-  item: identitySchema.optional(),
-  subject: identitySchema.optional(),
+  item: z.optional(identitySchema),
+  subject: z.optional(identitySchema),
   instance: uint(),
   stateChecksum: str(),
   state: str(),
@@ -178,11 +181,11 @@ export const updateStateSchema = wobj({
 
 /** Log filter: `from` inclusive, `till` exclusive; `nodeIds` holds node identities. */
 export const logFilterSchema = wobj({
-  from: time().optional(),
-  till: time().optional(),
+  from: z.optional(time()),
+  till: z.optional(time()),
   nodeIds: list(identitySchema, 256),
-  item: identitySchema.optional(),
-  subject: identitySchema.optional(),
+  item: z.optional(identitySchema),
+  subject: z.optional(identitySchema),
   instance: optUint(),
 });
 
@@ -191,12 +194,12 @@ export const requestLogSchema = wobj({
   ...correlation,
   logType: enums.logType,
   filter: logFilterSchema,
-  uploadOptions: wobj({
+  uploadOptions: z.optional(wobj({
     type: enums.uploadType,
     url: str(),
     bearerToken: str(),
-    bearerTokenTtl: time().optional(),
-  }).optional(),
+    bearerTokenTtl: z.optional(time()),
+  })),
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -206,10 +209,10 @@ export const requestLogSchema = wobj({
 export const overrideEnvVarsSchema = wobj({
   ...correlation,
   items: list(wobj({
-    item: identitySchema.optional(),
-    subject: identitySchema.optional(),
+    item: z.optional(identitySchema),
+    subject: z.optional(identitySchema),
     instance: optUint(),
-    variables: list(wobj({ name: str(), value: str(), ttl: time().optional() }), 256),
+    variables: list(wobj({ name: str(), value: str(), ttl: z.optional(time()) }), 256),
   })),
 });
 
@@ -222,22 +225,25 @@ const nodeSecretSchema = wobj({ node: identitySchema, secret: str() });
  * `unitSecrets.nodes` in any of its forms: a list of `{node, secret}` (C++), a single
  * `{node, secret}` object (schema) or a map `nodeId → secret` (the schema's docstring example).
  */
-const nodeSecretsSchema = z.preprocess((v) => {
-  if (v === undefined || Array.isArray(v)) return v;
-  if (typeof v !== "object" || v === null) return v;
-  const obj = v as Record<string, unknown>;
-  if (getKey(obj, "node") !== undefined || getKey(obj, "secret") !== undefined) return [obj];
-  return Object.entries(obj).map(([nodeId, secret]) => ({
-    node: { codename: nodeId },
-    secret: typeof secret === "object" && secret !== null
-      ? getKey(secret as Record<string, unknown>, "secret")
-      : secret,
-  }));
-}, list(nodeSecretSchema, 256));
+const nodeSecretsSchema = z.pipe(
+  z.transform((v) => {
+    if (v === undefined || Array.isArray(v)) return v;
+    if (typeof v !== "object" || v === null) return v;
+    const obj = v as Record<string, unknown>;
+    if (getKey(obj, "node") !== undefined || getKey(obj, "secret") !== undefined) return [obj];
+    return Object.entries(obj).map(([nodeId, secret]) => ({
+      node: { codename: nodeId },
+      secret: typeof secret === "object" && secret !== null
+        ? getKey(secret as Record<string, unknown>, "secret")
+        : secret,
+    }));
+  }),
+  list(nodeSecretSchema, 256),
+);
 
 /** Unit secrets; `version` is an int in the schema and a string in C++, kept as a string. */
 export const unitSecretsSchema = wobj({
-  version: z.union([z.string(), z.number().transform(String)]).default(""),
+  version: z._default(z.union([z.string(), z.pipe(z.number(), z.transform(String))]), ""),
   nodes: nodeSecretsSchema,
 });
 
@@ -249,7 +255,7 @@ export const renewCertificatesNotificationSchema = wobj({
       type: str(),
       node: identitySchema,
       serial: str(),
-      validTill: time().optional(),
+      validTill: z.optional(time()),
     }),
     256,
   ),
@@ -296,13 +302,13 @@ export const ackSchema = wobj({ ...correlation });
 /** Body of `nack`: resend the message with the header's txn after `retryAfter` ms (default 500). */
 export const nackSchema = wobj({
   ...correlation,
-  retryAfter: z.number().int().min(0).default(500),
+  retryAfter: z._default(z.number().check(z.int(), z.gte(0)), 500),
 });
 
 // ---------------------------------------------------------------------------------------------
 // types
 
-type Msg<T extends string, S extends z.ZodType> = { messageType: T } & z.output<S>;
+type Msg<T extends string, S extends z.ZodMiniType> = { messageType: T } & z.output<S>;
 
 /** `desiredStatus` (cloud → unit). */
 export type DesiredStatus = Msg<"desiredStatus", typeof desiredStatusSchema>;

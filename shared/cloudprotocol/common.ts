@@ -2,7 +2,7 @@
  * Building blocks shared by many cloud protocol v7 messages: identities, `errorInfo`, enums.
  * @module
  */
-import { z } from "zod";
+import { z } from "zod/mini";
 import { ienum, int, optStr, str, uint, wobj } from "./_wire.ts";
 
 /** Protocol version carried in every header. */
@@ -101,9 +101,9 @@ export const enums = {
   uploadType: ienum(UPLOAD_TYPES),
   downloadState: ienum(DOWNLOAD_STATES),
   stateResult: ienum(STATE_RESULTS),
-  logStatus: z.preprocess(
+  logStatus: z.pipe(
     // Schema spelling `failed` is the C++ `error` (spec §8 #5).
-    (v) => (typeof v === "string" && v.toLowerCase() === "failed" ? "error" : v),
+    z.transform((v) => (typeof v === "string" && v.toLowerCase() === "failed" ? "error" : v)),
     ienum(LOG_STATUSES),
   ),
 };

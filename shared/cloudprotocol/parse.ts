@@ -2,7 +2,7 @@
  * Parsing of received cloud protocol v7 envelopes, in either direction.
  * @module
  */
-import { z } from "zod";
+import { z } from "zod/mini";
 import { AosError } from "../core/errors.ts";
 import { formatIssues, getKey, optStr, str, time, wobj } from "./_wire.ts";
 import { PROTOCOL_VERSION } from "./common.ts";
@@ -92,9 +92,9 @@ export type MessageOf<T extends MessageType> = Extract<CloudMessage, { messageTy
  * lenient reader loses nothing); any other value is rejected.
  */
 export const headerSchema = wobj({
-  version: z.literal(PROTOCOL_VERSION).default(PROTOCOL_VERSION),
+  version: z._default(z.literal(PROTOCOL_VERSION), PROTOCOL_VERSION),
   systemId: str(),
-  createdAt: time().optional(),
+  createdAt: z.optional(time()),
   txn: str(),
   /** Pre-2025-11-28 drafts carried it in the header; read it so such peers still pair replies. */
   correlationId: optStr(),
@@ -192,7 +192,7 @@ export function parseCloudMessage(
   if (options.accept && !options.accept.includes(messageType)) {
     throw invalid(`Invalid cloud message: messageType "${messageType}" is not expected here`);
   }
-  const body = (MESSAGE_SCHEMAS[messageType] as z.ZodType<object>).safeParse(data);
+  const body = (MESSAGE_SCHEMAS[messageType] as z.ZodMiniType<object>).safeParse(data);
   if (!body.success) {
     throw invalid(`Invalid ${messageType}: ${formatIssues(messageType, body.error.issues)}`);
   }

@@ -7,7 +7,7 @@
  * `connected`), log status `error` (not `failed`). The schema spellings are accepted on receive.
  * @module
  */
-import { z } from "zod";
+import { z } from "zod/mini";
 import { list, optList, optStr, optUint, str, tagged, time, uint, wobj } from "./_wire.ts";
 import { enums, errorInfoSchema, identitySchema, instanceIdentShape } from "./common.ts";
 
@@ -17,16 +17,19 @@ const correlation = { correlationId: optStr() };
  * Accepts `alias` as another spelling of `key` (e.g. schema `subjectId` for C++ `subject`):
  * the alias is moved to `key` unless `key` is present too.
  */
-function withAlias<S extends z.ZodType>(key: string, alias: string, schema: S) {
+function withAlias<S extends z.ZodMiniType>(key: string, alias: string, schema: S) {
   const lowerKey = key.toLowerCase();
   const lowerAlias = alias.toLowerCase();
-  return z.preprocess((v) => {
-    if (typeof v !== "object" || v === null || Array.isArray(v)) return v;
-    const entries = Object.entries(v);
-    if (entries.some(([k, x]) => k.toLowerCase() === lowerKey && x !== null)) return v;
-    const found = entries.find(([k]) => k.toLowerCase() === lowerAlias);
-    return found === undefined ? v : { ...v, [key]: found[1] };
-  }, schema);
+  return z.pipe(
+    z.transform((v) => {
+      if (typeof v !== "object" || v === null || Array.isArray(v)) return v;
+      const entries = Object.entries(v);
+      if (entries.some(([k, x]) => k.toLowerCase() === lowerKey && x !== null)) return v;
+      const found = entries.find(([k]) => k.toLowerCase() === lowerAlias);
+      return found === undefined ? v : { ...v, [key]: found[1] };
+    }),
+    schema,
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -53,7 +56,7 @@ export const nodeInfoSchema = wobj({
     }),
     1024,
   ),
-  attrs: z.record(z.string(), z.string()).default({}),
+  attrs: z._default(z.record(z.string(), z.string()), {}),
   partitions: list(
     wobj({ name: str(), path: optStr(), types: list(z.string(), 64), totalSize: uint() }),
     256,
@@ -74,15 +77,15 @@ export const nodeInfoSchema = wobj({
   ),
   resources: list(wobj({ name: str(), sharedCount: uint() }), 1024),
   state: enums.nodeState,
-  isConnected: z.boolean().default(false),
-  errorInfo: errorInfoSchema.optional(),
+  isConnected: z._default(z.boolean(), false),
+  errorInfo: z.optional(errorInfoSchema),
 });
 
 /** A unit config status. */
 export const unitConfigStatusSchema = wobj({
   version: optStr(),
   state: enums.unitConfigState,
-  errorInfo: errorInfoSchema.optional(),
+  errorInfo: z.optional(errorInfoSchema),
 });
 
 /** An update item status. */
@@ -90,7 +93,7 @@ export const itemStatusSchema = wobj({
   item: identitySchema,
   version: str(),
   state: enums.itemState,
-  errorInfo: errorInfoSchema.optional(),
+  errorInfo: z.optional(errorInfoSchema),
 });
 
 /** One instance in a group of `unitStatus.instances`. `stateChecksum` is hex SHA3-224. */
@@ -100,7 +103,7 @@ export const instanceStatusSchema = wobj({
   instance: uint(),
   stateChecksum: optStr(),
   state: enums.instanceState,
-  errorInfo: errorInfoSchema.optional(),
+  errorInfo: z.optional(errorInfoSchema),
 });
 
 /** Instances grouped per (item, subject, version), as the wire carries them. */
@@ -117,7 +120,7 @@ export const instancesGroupSchema = wobj({
  */
 export const unitStatusSchema = wobj({
   ...correlation,
-  isDeltaInfo: z.boolean().default(false),
+  isDeltaInfo: z._default(z.boolean(), false),
   unitConfig: optList(unitConfigStatusSchema, 16),
   nodes: optList(nodeInfoSchema, 256),
   items: optList(itemStatusSchema),
@@ -142,7 +145,7 @@ export const monitoringSampleSchema = wobj({
 export const nodeStateSampleSchema = withAlias(
   "isConnected",
   "connected",
-  wobj({ timestamp: time(), isConnected: z.boolean().default(false), state: enums.nodeState }),
+  wobj({ timestamp: time(), isConnected: z._default(z.boolean(), false), state: enums.nodeState }),
 );
 
 /** Monitoring of one node. */
@@ -209,7 +212,7 @@ export const alertSchemas = {
     totalBytes: uint(),
     state: enums.downloadState,
     reason: optStr(),
-    errorInfo: errorInfoSchema.optional(),
+    errorInfo: z.optional(errorInfoSchema),
   }),
 };
 
@@ -239,7 +242,7 @@ export const newStateSchema = wobj({
 export const stateRequestSchema = wobj({
   ...correlation,
   ...instanceIdentShape,
-  default: z.boolean().default(false),
+  default: z._default(z.boolean(), false),
 });
 
 /** Body of `pushLog`; `content` is base64 of (part of) a gzip archive. */
@@ -250,7 +253,7 @@ export const pushLogSchema = wobj({
   partsCount: uint(),
   content: str(),
   status: enums.logStatus,
-  errorInfo: errorInfoSchema.optional(),
+  errorInfo: z.optional(errorInfoSchema),
 });
 
 /** Body of `overrideEnvVarsStatus`: one entry per variable (schema `subjectId` accepted). */
@@ -259,7 +262,7 @@ export const overrideEnvVarsStatusSchema = wobj({
   statuses: list(withAlias(
     "subject",
     "subjectId",
-    wobj({ ...instanceIdentShape, name: str(), errorInfo: errorInfoSchema.optional() }),
+    wobj({ ...instanceIdentShape, name: str(), errorInfo: z.optional(errorInfoSchema) }),
   )),
 });
 
@@ -280,7 +283,7 @@ export const installUnitCertificatesConfirmationSchema = wobj({
       type: str(),
       node: identitySchema,
       serial: str(),
-      errorInfo: errorInfoSchema.optional(),
+      errorInfo: z.optional(errorInfoSchema),
     }),
     256,
   ),
@@ -289,7 +292,7 @@ export const installUnitCertificatesConfirmationSchema = wobj({
 const provisioningResponse = {
   ...correlation,
   node: identitySchema,
-  errorInfo: errorInfoSchema.optional(),
+  errorInfo: z.optional(errorInfoSchema),
 };
 
 /** Body of `startProvisioningResponse` (`csrs` present even on error). */
@@ -307,7 +310,7 @@ export const deprovisioningResponseSchema = wobj(provisioningResponse);
 // ---------------------------------------------------------------------------------------------
 // types
 
-type Msg<T extends string, S extends z.ZodType> = { messageType: T } & z.output<S>;
+type Msg<T extends string, S extends z.ZodMiniType> = { messageType: T } & z.output<S>;
 
 /** `unitStatus` (unit → cloud), full or delta. */
 export type UnitStatus = Msg<"unitStatus", typeof unitStatusSchema>;
