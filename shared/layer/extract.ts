@@ -18,6 +18,7 @@ import { AosError, type ErrorCode } from "../core/errors.ts";
 import type { Logger } from "../core/logger.ts";
 import { nullLogger } from "../core/logger.ts";
 import { type TarEntry, TarReader } from "./tar_reader.ts";
+import { gunzipInWorker } from "./gunzip_worker.ts";
 
 /**
  * What to do with OCI whiteout entries (`.wh.<name>`, `.wh..wh..opq`):
@@ -131,6 +132,12 @@ export interface ExtractOptions {
   setXattr?: SetXattrFn;
   /** Symlink creation (default {@link denoSymlink}; {@link commandSymlink} for scoped grants). */
   symlink?: SymlinkFn;
+  /**
+   * Inflate gzip in a Worker thread, so inflating overlaps with creating files (default: off
+   * for {@link extractLayer}; for {@link extractLayerFile}, on for files of 1 MiB or more).
+   * A worker costs a few milliseconds to start and needs no permission.
+   */
+  inflateInWorker?: boolean;
   /** Aborts the extraction (`canceled`). */
   signal?: AbortSignal;
   /** Logger. */
@@ -608,6 +615,8 @@ async function* prepend(first: Uint8Array, rest: ReadableStreamDefaultReader<Uin
 async function decompressed(
   source: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>,
   compression: LayerInputCompression,
+  inWorker: boolean,
+  takeChunks: boolean,
 ): Promise<ReadableStream<Uint8Array>> {
   let stream = source instanceof ReadableStream ? source : ReadableStream.from(source);
   if (compression === "auto") {
@@ -620,6 +629,7 @@ async function decompressed(
     compression = first.value[0] === 0x1f && first.value[1] === 0x8b ? "gzip" : "none";
     stream = ReadableStream.from(prepend(first.value, reader));
   }
+  if (compression === "gzip" && inWorker) return gunzipInWorker(stream, takeChunks);
   if (compression === "gzip") {
     return stream.pipeThrough(
       new DecompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>,
@@ -638,10 +648,20 @@ async function decompressed(
  * On error nothing outside `target` has been touched, and `target` holds a partial extraction:
  * the caller decides whether to {@link removeExtracted} it. Errors name the entry and the reason.
  */
-export async function extractLayer(
+export function extractLayer(
   source: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>,
   target: string,
   options: ExtractOptions = {},
+): Promise<ExtractResult> {
+  return extract(source, target, options, false);
+}
+
+/** {@link extractLayer}; `takeChunks`: the source's chunks are ours to transfer (detach). */
+async function extract(
+  source: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>,
+  target: string,
+  options: ExtractOptions,
+  takeChunks: boolean,
 ): Promise<ExtractResult> {
   const label = options.label ?? target;
   const log = options.logger ?? nullLogger;
@@ -660,7 +680,12 @@ export async function extractLayer(
     );
   }
   const x = new Extractor(root, options);
-  const stream = await decompressed(source, options.compression ?? "auto");
+  const stream = await decompressed(
+    source,
+    options.compression ?? "auto",
+    options.inflateInWorker ?? false,
+    takeChunks,
+  );
   const reader = new TarReader(stream, { maxPathLength: x.limits.maxPathLength });
   let current: TarEntry | undefined;
   let previous: string | undefined;
@@ -698,26 +723,75 @@ export async function extractLayer(
   return x.result;
 }
 
-/** Extracts a layer file (see {@link extractLayer}). */
+/** Files this large are inflated in a Worker by default: below, starting one costs more. */
+const WORKER_MIN_FILE = 1024 * 1024;
+/** Read size for a file inflated in a Worker: one transfer per MiB. */
+const FILE_CHUNK = 1024 * 1024;
+
+/** The file's bytes in whole `size` chunks (each its own buffer); closes the file when done. */
+function fileChunks(file: Deno.FsFile, size: number): ReadableStream<Uint8Array> {
+  let open = true;
+  const close = () => {
+    if (open) open = false, file.close();
+  };
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const buf = new Uint8Array(size);
+      let fill = 0;
+      try {
+        while (fill < size) {
+          const n = await file.read(buf.subarray(fill));
+          if (n === null) break;
+          fill += n;
+        }
+      } catch (err) {
+        close();
+        throw err;
+      }
+      if (fill > 0) controller.enqueue(fill === size ? buf : buf.subarray(0, fill));
+      if (fill < size) {
+        close();
+        controller.close();
+      }
+    },
+    cancel: close,
+  }, { highWaterMark: 0 });
+}
+
+/**
+ * Extracts a layer file (see {@link extractLayer}). A gzip file of 1 MiB or more is inflated in
+ * a Worker unless {@link ExtractOptions.inflateInWorker} says otherwise.
+ */
 export async function extractLayerFile(
   path: string,
   target: string,
   options: ExtractOptions = {},
 ): Promise<ExtractResult> {
   let file: Deno.FsFile;
+  let size: number;
   try {
     file = await Deno.open(path, { read: true });
   } catch (err) {
     throw new AosError(
       codeOf(err),
       `Cannot extract layer ${options.label ?? path}: ${(err as Error).message}`,
-      {
-        cause: err,
-      },
+      { cause: err },
     );
   }
-  // The readable closes the file when it ends or is cancelled.
-  return await extractLayer(file.readable, target, options);
+  try {
+    size = (await file.stat()).size;
+  } catch (err) {
+    file.close();
+    throw new AosError(
+      codeOf(err),
+      `Cannot extract layer ${options.label ?? path}: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+  const inWorker = options.inflateInWorker ?? size >= WORKER_MIN_FILE;
+  // Either readable closes the file when it ends or is cancelled.
+  const source = inWorker ? fileChunks(file, FILE_CHUNK) : file.readable;
+  return await extract(source, target, { ...options, inflateInWorker: inWorker }, inWorker);
 }
 
 /**

@@ -89,6 +89,14 @@ for (const format of ["gnu", "pax", "ustar"] as const) {
       const ref = await listTree(`${base}/ref`, COMPARE);
       const ours = await listTree(`${base}/ours`, COMPARE);
       assert.deepEqual(ours, ref);
+      // The same with gzip inflated in a Worker (the default for large layer files).
+      await Deno.mkdir(`${base}/ours_worker`);
+      const viaWorker = await extractLayerFile(`${base}/layer.tar.gz`, `${base}/ours_worker`, {
+        label: `test-${format}`,
+        inflateInWorker: true,
+      });
+      assert.deepEqual(viaWorker, result);
+      assert.deepEqual(await listTree(`${base}/ours_worker`, COMPARE), ref);
       assert.equal(
         await digestTree(`${base}/ours`, COMPARE),
         await digestTree(`${base}/ref`, COMPARE),

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { AosError, type ErrorCode } from "../core/errors.ts";
 import { extractLayer, removeExtracted } from "./extract.ts";
 import { entry, gzip, gzipZeroEntryStream, header, tar } from "./_tar_builder.ts";
+import { assertWorkersEnded, workerThreads } from "./_worker_threads.ts";
 
 interface Sandbox {
   base: string;
@@ -28,28 +29,40 @@ async function names(dir: string): Promise<string[]> {
   return out.sort();
 }
 
+/** Every case runs with gzip inflated in this thread and in a Worker. */
+const INFLATE_IN_WORKER = [false, true];
+
 async function expectRejected(
   sb: Sandbox,
-  data: Uint8Array | ReadableStream<Uint8Array>,
+  data: Uint8Array | (() => ReadableStream<Uint8Array>),
   code: ErrorCode,
   message: RegExp,
   options: Parameters<typeof extractLayer>[2] = {},
-): Promise<AosError> {
-  let caught: unknown;
-  try {
-    const src = data instanceof Uint8Array ? ReadableStream.from([await gzip(data)]) : data;
-    await extractLayer(src, sb.target, { label: "sha256:test", chown: false, ...options });
-  } catch (err) {
-    caught = err;
+): Promise<void> {
+  for (const inflateInWorker of INFLATE_IN_WORKER) {
+    const threads = workerThreads();
+    let caught: unknown;
+    try {
+      const src = data instanceof Uint8Array ? ReadableStream.from([await gzip(data)]) : data();
+      await extractLayer(src, sb.target, {
+        label: "sha256:test",
+        chown: false,
+        inflateInWorker,
+        ...options,
+      });
+    } catch (err) {
+      caught = err;
+    }
+    assert.ok(caught instanceof AosError, `expected an AosError, got ${caught}`);
+    assert.equal(caught.code, code, caught.message);
+    assert.match(caught.message, /^Cannot extract layer sha256:test: /);
+    assert.match(caught.message, message);
+    // Nothing ever lands outside the target.
+    assert.deepEqual(await names(sb.outside), []);
+    assert.deepEqual(await names(sb.base), ["outside", "target"]);
+    // A failed extraction leaves no inflate worker behind.
+    await assertWorkersEnded(threads);
   }
-  assert.ok(caught instanceof AosError, `expected an AosError, got ${caught}`);
-  assert.equal(caught.code, code, caught.message);
-  assert.match(caught.message, /^Cannot extract layer sha256:test: /);
-  assert.match(caught.message, message);
-  // Nothing ever lands outside the target.
-  assert.deepEqual(await names(sb.outside), []);
-  assert.deepEqual(await names(sb.base), ["outside", "target"]);
-  return caught;
 }
 
 Deno.test("traversal with .. is rejected and writes nothing outside", async () => {
@@ -132,12 +145,14 @@ Deno.test("a file entry replaces a symlink instead of writing through it", async
     entry({ name: "sub/", type: "5", mode: 0o755 }),
     entry({ name: "in/via" }, "inside"),
   ));
-  await extractLayer(ReadableStream.from([data]), sb.target, { chown: false });
-  assert.deepEqual(await names(sb.outside), []);
-  assert.ok((await Deno.lstat(`${sb.target}/l`)).isFile);
-  assert.equal(await Deno.readTextFile(`${sb.target}/l`), "replaced");
-  // A symlink that stays inside the target is followed.
-  assert.equal(await Deno.readTextFile(`${sb.target}/sub/via`), "inside");
+  for (const inflateInWorker of INFLATE_IN_WORKER) {
+    await extractLayer(ReadableStream.from([data]), sb.target, { chown: false, inflateInWorker });
+    assert.deepEqual(await names(sb.outside), []);
+    assert.ok((await Deno.lstat(`${sb.target}/l`)).isFile);
+    assert.equal(await Deno.readTextFile(`${sb.target}/l`), "replaced");
+    // A symlink that stays inside the target is followed.
+    assert.equal(await Deno.readTextFile(`${sb.target}/sub/via`), "inside");
+  }
 });
 
 Deno.test("hardlinks to outside are rejected", async () => {
@@ -145,12 +160,15 @@ Deno.test("hardlinks to outside are rejected", async () => {
   await Deno.writeTextFile(`${sb.outside}/secret`, "s");
   const before = await names(sb.outside);
   const check = async (data: Uint8Array, re: RegExp, code: ErrorCode = "invalidArgument") => {
-    await assert.rejects(
-      () => extractLayer(ReadableStream.from([data]), sb.target, { chown: false }),
-      (e) => e instanceof AosError && e.code === code && re.test(e.message),
-    );
-    assert.deepEqual(await names(sb.outside), before);
-    assert.equal((await Deno.stat(`${sb.outside}/secret`)).nlink, 1);
+    for (const inflateInWorker of INFLATE_IN_WORKER) {
+      await assert.rejects(
+        () =>
+          extractLayer(ReadableStream.from([data]), sb.target, { chown: false, inflateInWorker }),
+        (e) => e instanceof AosError && e.code === code && re.test(e.message),
+      );
+      assert.deepEqual(await names(sb.outside), before);
+      assert.equal((await Deno.stat(`${sb.outside}/secret`)).nlink, 1);
+    }
   };
   await check(
     await gzip(tar(entry({ name: "hl", type: "1", linkname: "../../etc/passwd" }))),
@@ -199,7 +217,7 @@ Deno.test("decompression bombs stop early", async () => {
   // One huge, highly compressible entry (64 MiB of zeros is ~64 KiB gzipped).
   await expectRejected(
     sb,
-    gzipZeroEntryStream("bomb", 64 * 1024 * 1024),
+    () => gzipZeroEntryStream("bomb", 64 * 1024 * 1024),
     "noMemory",
     /entry "bomb": entry of 67108864 bytes exceeds the single-entry limit of 1048576/,
     { limits: { maxEntrySize: 1024 * 1024 } },
@@ -257,39 +275,46 @@ Deno.test("malformed archives fail with a clear error", async () => {
   );
   const truncated = tar(entry({ name: "big" }, new Uint8Array(4096))).subarray(0, 2048);
   await expectRejected(sb, truncated, "eof", /entry "big": tar stream ends inside an entry body/);
-  // Not gzip at all, though the caller said gzip.
-  let caught: unknown;
-  try {
-    await extractLayer(ReadableStream.from([tar(good)]), sb.target, {
-      compression: "gzip",
-      label: "L",
-    });
-  } catch (err) {
-    caught = err;
-  }
-  assert.ok(caught instanceof AosError && caught.code === "invalidArgument", String(caught));
-  assert.match(
-    caught.message,
-    /^Cannot extract layer L: at tar offset 0: cannot read the layer stream/,
-  );
-  // A corrupted gzip trailer is noticed because the stream is always read to its end.
   const gz = await gzip(tar(good));
   gz[gz.length - 5]! ^= 0xff;
-  await assert.rejects(
-    () => extractLayer(ReadableStream.from([gz]), sb.target, { chown: false }),
-    AosError,
-  );
+  for (const inflateInWorker of INFLATE_IN_WORKER) {
+    // Not gzip at all, though the caller said gzip.
+    let caught: unknown;
+    try {
+      await extractLayer(ReadableStream.from([tar(good)]), sb.target, {
+        compression: "gzip",
+        label: "L",
+        inflateInWorker,
+      });
+    } catch (err) {
+      caught = err;
+    }
+    assert.ok(caught instanceof AosError && caught.code === "invalidArgument", String(caught));
+    assert.match(
+      caught.message,
+      /^Cannot extract layer L: at tar offset 0: cannot read the layer stream/,
+    );
+    // A corrupted gzip trailer is noticed because the stream is always read to its end.
+    await assert.rejects(
+      () => extractLayer(ReadableStream.from([gz]), sb.target, { chown: false, inflateInWorker }),
+      AosError,
+    );
+  }
 });
 
 Deno.test("an aborted signal cancels the extraction", async () => {
   await using sb = await sandbox();
   const ac = new AbortController();
   ac.abort();
-  await assert.rejects(
-    async () =>
-      extractLayer(ReadableStream.from([await gzip(tar(entry({ name: "a" }, "1")))]), sb.target, {
-        signal: ac.signal,
-      }),
-    (e) => e instanceof AosError && e.code === "canceled",
-  );
+  for (const inflateInWorker of INFLATE_IN_WORKER) {
+    await assert.rejects(
+      async () =>
+        extractLayer(
+          ReadableStream.from([await gzip(tar(entry({ name: "a" }, "1")))]),
+          sb.target,
+          { signal: ac.signal, inflateInWorker },
+        ),
+      (e) => e instanceof AosError && e.code === "canceled",
+    );
+  }
 });
