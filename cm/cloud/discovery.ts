@@ -2,7 +2,8 @@
  * Service discovery: which URL to ask (§1.1 of the protocol digest) and the mTLS POST itself.
  * @module
  */
-import { z } from "zod";
+import { z } from "zod/mini";
+import "@aos/shared/zod_en";
 import { AosError, type Logger, nullLogger } from "@aos/shared/core";
 import { parseCertificate } from "@aos/shared/crypto";
 import { PROTOCOL_VERSION } from "@aos/shared/cloudprotocol";
@@ -131,16 +132,24 @@ function canonicalKeys(value: unknown): unknown {
   return out;
 }
 
+const int = z.number().check(z.int());
+
 /** A discovery response, validated; missing scalars read as 0/"" like AosCore. */
-export const discoveryResponseSchema = z.preprocess(
-  canonicalKeys,
+export const discoveryResponseSchema = z.pipe(
+  z.transform(canonicalKeys),
   z.object({
-    version: z.number().int().default(0),
-    systemId: z.string().max(256).default(""),
-    nextRequestDelay: z.number().int().min(0).max(24 * 3600_000).default(0),
-    connectionInfo: z.array(z.string().max(2048)).max(64).default([]),
-    authToken: z.string().max(16384).default(""),
-    errorCode: z.number().int().default(0),
+    version: z._default(int, 0),
+    systemId: z._default(z.string().check(z.maxLength(256)), ""),
+    nextRequestDelay: z._default(
+      z.number().check(z.int(), z.gte(0), z.lte(24 * 3600_000)),
+      0,
+    ),
+    connectionInfo: z._default(
+      z.array(z.string().check(z.maxLength(2048))).check(z.maxLength(64)),
+      [],
+    ),
+    authToken: z._default(z.string().check(z.maxLength(16384)), ""),
+    errorCode: z._default(int, 0),
   }),
 );
 
