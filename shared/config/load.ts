@@ -2,8 +2,9 @@
  * Loads a JSON config file through a zod schema, with one-line errors naming file and key.
  * @module
  */
-import type { z } from "zod";
+import { z } from "zod/mini";
 import { AosError } from "../core/errors.ts";
+import "../core/zod_en.ts";
 
 /** Largest config file accepted (bytes). */
 export const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
@@ -26,7 +27,7 @@ function describeInput(v: unknown): string {
 }
 
 /** Parses already-read JSON text with `schema`; errors name `file` and the key. */
-export function parseConfigText<S extends z.ZodType>(
+export function parseConfigText<S extends z.core.$ZodType>(
   file: string,
   text: string,
   schema: S,
@@ -37,7 +38,7 @@ export function parseConfigText<S extends z.ZodType>(
   } catch (err) {
     throw new AosError("invalidArgument", `${file}: malformed JSON: ${(err as Error).message}`);
   }
-  const result = schema.safeParse(json, { reportInput: true });
+  const result = z.safeParse(schema, json, { reportInput: true });
   if (!result.success) {
     const issues = result.error.issues;
     const more = issues.length > 1 ? ` (and ${issues.length - 1} more)` : "";
@@ -47,7 +48,7 @@ export function parseConfigText<S extends z.ZodType>(
 }
 
 /** Reads and parses a config file. */
-export async function loadConfigFile<S extends z.ZodType>(
+export async function loadConfigFile<S extends z.core.$ZodType>(
   file: string,
   schema: S,
 ): Promise<z.output<S>> {

@@ -1,14 +1,14 @@
 import assert from "node:assert/strict";
-import { z } from "zod";
+import { z } from "zod/mini";
 import { AosError } from "../core/errors.ts";
 import { loadConfigFile, parseConfigText } from "./load.ts";
 import { ciObject, durationOr } from "./schema.ts";
 
 const schema = ciObject({
-  workingDir: z.string().min(1),
+  workingDir: z.string().check(z.minLength(1)),
   cmReconnectTimeout: durationOr("10s"),
-  monitoring: ciObject({ pollPeriod: durationOr("35s") }).prefault({}),
-  runtimes: z.array(ciObject({ plugin: z.literal("container") })).default([]),
+  monitoring: z.prefault(ciObject({ pollPeriod: durationOr("35s") }), {}),
+  runtimes: z._default(z.array(ciObject({ plugin: z.literal("container") })), []),
 });
 
 function errorOf(fn: () => unknown): AosError {
