@@ -313,14 +313,23 @@ Deno.test({
         });
       });
 
-      const layout = await writeLocalUnit(join(root, "unit"), c);
-      // Alerts go out a second after they are raised (default 10 s).
-      const cfg = JSON.parse(await Deno.readTextFile(layout.cmConfig));
-      await Deno.writeTextFile(
-        layout.cmConfig,
-        JSON.stringify({ ...cfg, alerts: { sendPeriod: "1s" } }),
-      );
-      const u = held.unit = await startLocalUnit(c, layout);
+      // Ports are picked free and bound later: a concurrent job may take one in between.
+      for (let attempt = 1; !held.unit; attempt++) {
+        const layout = await writeLocalUnit(join(root, `unit${attempt}`), c);
+        // Alerts go out a second after they are raised (default 10 s).
+        const cfg = JSON.parse(await Deno.readTextFile(layout.cmConfig));
+        await Deno.writeTextFile(
+          layout.cmConfig,
+          JSON.stringify({ ...cfg, alerts: { sendPeriod: "1s" } }),
+        );
+        try {
+          held.unit = await startLocalUnit(c, layout);
+        } catch (err) {
+          if (attempt >= 3 || !/EADDRINUSE/.test(String(err))) throw err;
+        }
+      }
+      const u = held.unit;
+      const layout = u.layout;
       const withLogs = (err: unknown): never => {
         throw new Error(`${err}\n${logs(u)}`);
       };
