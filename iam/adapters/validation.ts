@@ -3,7 +3,8 @@
  * the core. Limits are upstream's where it has one (password 40, DN 128, PEM 64 KiB).
  * @module
  */
-import { z } from "zod";
+import { z } from "zod/mini";
+import "@aos/shared/zod_en";
 import { AosError } from "@aos/shared/errors";
 import { NODE_STATES } from "../core/types.ts";
 
@@ -27,16 +28,18 @@ export const LIMITS = {
 export const MAX_MESSAGE_BYTES = 1024 * 1024;
 
 const text = (max: number = LIMITS.text) =>
-  z.string().max(max, { message: `longer than ${max} characters` });
+  z.string().check(z.maxLength(max, { message: `longer than ${max} characters` }));
 
 /** A node ID: empty (this node) or letters, digits and `._:-`. */
-export const nodeIdField = z.string()
-  .max(LIMITS.nodeId, { message: `longer than ${LIMITS.nodeId} characters` })
-  .regex(/^[A-Za-z0-9._:-]*$/, { message: "may hold only letters, digits and . _ : -" });
+export const nodeIdField = z.string().check(
+  z.maxLength(LIMITS.nodeId, { message: `longer than ${LIMITS.nodeId} characters` }),
+  z.regex(/^[A-Za-z0-9._:-]*$/, { message: "may hold only letters, digits and . _ : -" }),
+);
 
-const certType = z.string()
-  .min(1, { message: "is empty" })
-  .max(LIMITS.certType, { message: `longer than ${LIMITS.certType} characters` });
+const certType = z.string().check(
+  z.minLength(1, { message: "is empty" }),
+  z.maxLength(LIMITS.certType, { message: `longer than ${LIMITS.certType} characters` }),
+);
 
 const password = text(LIMITS.password);
 
@@ -52,9 +55,10 @@ export const createKeyRequest = z.object({
 export const applyCertRequest = z.object({
   nodeId: nodeIdField,
   type: certType,
-  cert: z.string()
-    .min(1, { message: "is empty" })
-    .max(LIMITS.pem, { message: `larger than ${LIMITS.pem} bytes` }),
+  cert: z.string().check(
+    z.minLength(1, { message: "is empty" }),
+    z.maxLength(LIMITS.pem, { message: `larger than ${LIMITS.pem} bytes` }),
+  ),
 });
 
 /** Start/Finish provisioning and Deprovision requests. */
@@ -66,11 +70,13 @@ export const nodeRequest = z.object({ nodeId: nodeIdField });
 /** `GetCertRequest`. */
 export const getCertRequest = z.object({
   type: certType,
-  issuer: z.instanceof(Uint8Array).refine((b) => b.length <= LIMITS.issuerDer, {
+  issuer: z.instanceof(Uint8Array).check(z.refine((b) => b.length <= LIMITS.issuerDer, {
     message: `larger than ${LIMITS.issuerDer} bytes`,
-  }),
-  serial: z.string().max(LIMITS.serialHex, { message: "too long" })
-    .regex(/^[0-9a-fA-F]*$/, { message: "is not hex" }),
+  })),
+  serial: z.string().check(
+    z.maxLength(LIMITS.serialHex, { message: "too long" }),
+    z.regex(/^[0-9a-fA-F]*$/, { message: "is not hex" }),
+  ),
 });
 
 /** `SubscribeCertChangedRequest`. */
@@ -78,41 +84,44 @@ export const subscribeCertRequest = z.object({ type: certType });
 
 /** `PermissionsRequest`. */
 export const permissionsRequest = z.object({
-  secret: text(LIMITS.secret).min(1, { message: "is empty" }),
+  secret: text(LIMITS.secret).check(z.minLength(1, { message: "is empty" })),
   functionalServerId: text(LIMITS.functionalServerId),
 });
 
 const instanceIdent = z.object({
-  itemId: text(LIMITS.itemId).min(1, { message: "is empty" }),
+  itemId: text(LIMITS.itemId).check(z.minLength(1, { message: "is empty" })),
   subjectId: text(LIMITS.itemId),
   instance: z.bigint(),
-  type: z.number().int(),
+  type: z.number().check(z.int()),
   preinstalled: z.boolean(),
 });
 
-const permissionMap = z.record(text(), text()).refine(
-  (m) => Object.keys(m).length <= LIMITS.listItems,
-  { message: `more than ${LIMITS.listItems} entries` },
+const permissionMap = z.record(text(), text()).check(
+  z.refine((m) => Object.keys(m).length <= LIMITS.listItems, {
+    message: `more than ${LIMITS.listItems} entries`,
+  }),
 );
 
 /** `RegisterInstanceRequest`. */
 export const registerInstanceRequest = z.object({
   instance: instanceIdent,
   permissions: z.record(text(LIMITS.functionalServerId), z.object({ permissions: permissionMap }))
-    .refine((m) => Object.keys(m).length <= LIMITS.listItems, {
+    .check(z.refine((m) => Object.keys(m).length <= LIMITS.listItems, {
       message: `more than ${LIMITS.listItems} functional servers`,
-    }),
+    })),
 });
 
 /** `UnregisterInstanceRequest`. */
 export const unregisterInstanceRequest = z.object({ instance: instanceIdent });
 
-const list = <T extends z.ZodType>(item: T) =>
-  z.array(item).max(LIMITS.listItems, { message: `more than ${LIMITS.listItems} entries` });
+const list = <T extends z.ZodMiniType>(item: T) =>
+  z.array(item).check(
+    z.maxLength(LIMITS.listItems, { message: `more than ${LIMITS.listItems} entries` }),
+  );
 
 /** `NodeInfo` a secondary node sends on `RegisterNode`. */
 export const nodeInfoMessage = z.object({
-  nodeId: nodeIdField.min(1, { message: "is empty" }),
+  nodeId: nodeIdField.check(z.minLength(1, { message: "is empty" })),
   nodeType: text(),
   title: text(),
   state: z.enum(NODE_STATES, { message: `must be one of ${NODE_STATES.join(", ")}` }),
@@ -125,7 +134,7 @@ export const nodeInfoMessage = z.object({
  * Parses an inbound message against `schema`; throws `invalidArgument` naming the request,
  * the field and what is wrong (`Invalid CreateKey request: password: longer than 40 …`).
  */
-export function parseRequest<S extends z.ZodType>(
+export function parseRequest<S extends z.ZodMiniType>(
   schema: S,
   value: unknown,
   what: string,

@@ -4,7 +4,8 @@
  * kept in memory only, and change listeners.
  * @module
  */
-import { z } from "zod";
+import { z } from "zod/mini";
+import "@aos/shared/zod_en";
 import { AosError } from "@aos/shared/errors";
 import type { Logger } from "@aos/shared/logger";
 import type { NodeInfo, NodeState, Unsubscribe } from "./types.ts";
@@ -28,39 +29,39 @@ export interface NodeEntry {
 /** Called with the node that changed. */
 export type NodeListener = (entry: NodeEntry) => void;
 
-const u64 = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+const u64 = z.number().check(z.int(), z.nonnegative(), z.lte(Number.MAX_SAFE_INTEGER));
 const storedNode = z.object({
-  identity: z.object({ codename: z.string().min(1), title: z.string().optional() }),
-  nodeGroupSubject: z.object({ codename: z.string() }).optional(),
-  maxDmips: u64.optional(),
-  physicalRam: u64.optional(),
-  totalRam: u64.optional(),
-  osInfo: z.object({
+  identity: z.object({ codename: z.string().check(z.minLength(1)), title: z.optional(z.string()) }),
+  nodeGroupSubject: z.optional(z.object({ codename: z.string() })),
+  maxDmips: z.optional(u64),
+  physicalRam: z.optional(u64),
+  totalRam: z.optional(u64),
+  osInfo: z.optional(z.object({
     os: z.string(),
-    version: z.string().optional(),
-    features: z.array(z.string()).optional(),
-  }).optional(),
-  cpus: z.array(z.object({
-    modelName: z.string().optional(),
-    totalNumCores: u64.optional(),
-    totalNumThreads: u64.optional(),
-    archInfo: z.object({ architecture: z.string(), variant: z.string().optional() }).optional(),
-    maxDmips: u64.optional(),
-  })).optional(),
-  attrs: z.record(z.string(), z.string()).optional(),
-  partitions: z.array(z.object({
+    version: z.optional(z.string()),
+    features: z.optional(z.array(z.string())),
+  })),
+  cpus: z.optional(z.array(z.object({
+    modelName: z.optional(z.string()),
+    totalNumCores: z.optional(u64),
+    totalNumThreads: z.optional(u64),
+    archInfo: z.optional(z.object({ architecture: z.string(), variant: z.optional(z.string()) })),
+    maxDmips: z.optional(u64),
+  }))),
+  attrs: z.optional(z.record(z.string(), z.string())),
+  partitions: z.optional(z.array(z.object({
     name: z.string(),
-    types: z.array(z.string()).optional(),
-    totalSize: u64.optional(),
-    path: z.string().optional(),
-  })).optional(),
+    types: z.optional(z.array(z.string())),
+    totalSize: z.optional(u64),
+    path: z.optional(z.string()),
+  }))),
   state: z.string(),
-  isConnected: z.boolean().optional(),
-  errorInfo: z.object({
-    aosCode: z.number().int().optional(),
-    exitCode: z.number().int().optional(),
-    message: z.string().optional(),
-  }).optional(),
+  isConnected: z.optional(z.boolean()),
+  errorInfo: z.optional(z.object({
+    aosCode: z.optional(z.number().check(z.int())),
+    exitCode: z.optional(z.number().check(z.int())),
+    message: z.optional(z.string()),
+  })),
 });
 
 const num = (v: bigint) => Number(v);
