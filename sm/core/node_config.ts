@@ -3,7 +3,8 @@
  * validated, versioned with strictly increasing semver, persisted to `nodeConfigFile`.
  * @module
  */
-import { z } from "zod";
+import { z } from "zod/mini";
+import "@aos/shared/zod_en";
 import { ciObject } from "@aos/shared/config";
 import { AosError, toAosError } from "@aos/shared/errors";
 import type { Logger } from "@aos/shared/logger";
@@ -13,45 +14,45 @@ import { compareSemver, isSemver } from "@aos/shared/core";
 export const MAX_NODE_CONFIG = 256 * 1024;
 
 const threshold = ciObject({
-  minTimeout: z.string().optional(),
+  minTimeout: z.optional(z.string()),
   minThreshold: z.number(),
   maxThreshold: z.number(),
 });
 
 const identity = ciObject({
-  id: z.string().optional(),
-  codename: z.string().optional(),
-  title: z.string().optional(),
-  type: z.string().optional(),
+  id: z.optional(z.string()),
+  codename: z.optional(z.string()),
+  title: z.optional(z.string()),
+  type: z.optional(z.string()),
 });
 
 /** Schema of a node config (one entry of the unit config's `nodes[]`). */
 export const nodeConfigSchema = ciObject({
-  version: z.string().optional(),
-  node: identity.optional(),
+  version: z.optional(z.string()),
+  node: z.optional(identity),
   nodeGroupSubject: identity,
-  alertRules: ciObject({
-    cpu: threshold.optional(),
-    ram: threshold.optional(),
-    partitions: z.array(
+  alertRules: z.optional(ciObject({
+    cpu: z.optional(threshold),
+    ram: z.optional(threshold),
+    partitions: z.optional(z.array(
       ciObject({
         name: z.string(),
-        minTimeout: z.string().optional(),
+        minTimeout: z.optional(z.string()),
         minThreshold: z.number(),
         maxThreshold: z.number(),
       }),
-    ).optional(),
-    download: threshold.optional(),
-    upload: threshold.optional(),
-  }).optional(),
-  resourceRatios: ciObject({
-    cpu: z.number().optional(),
-    ram: z.number().optional(),
-    storage: z.number().optional(),
-    state: z.number().optional(),
-  }).optional(),
-  labels: z.array(z.string()).default([]),
-  priority: z.number().int().default(0),
+    )),
+    download: z.optional(threshold),
+    upload: z.optional(threshold),
+  })),
+  resourceRatios: z.optional(ciObject({
+    cpu: z.optional(z.number()),
+    ram: z.optional(z.number()),
+    storage: z.optional(z.number()),
+    state: z.optional(z.number()),
+  })),
+  labels: z._default(z.array(z.string()), []),
+  priority: z._default(z.number().check(z.int()), 0),
 });
 
 /** A parsed node config. */

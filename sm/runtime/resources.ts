@@ -3,33 +3,37 @@
  * item asks for into what the bundle needs (gids, device nodes, mounts, env, hosts).
  * @module
  */
-import { z } from "zod";
+import { z } from "zod/mini";
 import { ciObject, loadConfigFile } from "@aos/shared/config";
 import { AosError } from "@aos/shared/core";
 import type { Mount } from "@aos/shared/oci";
 
 /** One entry of `resources.cfg`. */
 export const resourceConfigSchema = ciObject({
-  name: z.string().min(1),
-  sharedCount: z.number().int().nonnegative().default(0),
-  groups: z.array(z.string()).default([]),
+  name: z.string().check(z.minLength(1)),
+  sharedCount: z._default(z.number().check(z.int(), z.nonnegative()), 0),
+  groups: z._default(z.array(z.string()), []),
   /** `"<hostPath>[:<containerPath>]"`; a directory adds every device below it. */
-  devices: z.array(z.string().min(1)).default([]),
-  mounts: z.array(ciObject({
-    destination: z.string().min(1),
-    type: z.string().default(""),
-    source: z.string().default(""),
-    options: z.array(z.string()).default([]),
-  })).default([]),
-  envs: z.array(z.string()).default([]),
-  hosts: z.array(ciObject({ ip: z.string(), hostname: z.string() })).default([]),
+  devices: z._default(z.array(z.string().check(z.minLength(1))), []),
+  mounts: z._default(
+    z.array(ciObject({
+      destination: z.string().check(z.minLength(1)),
+      type: z._default(z.string(), ""),
+      source: z._default(z.string(), ""),
+      options: z._default(z.array(z.string()), []),
+    })),
+    [],
+  ),
+  envs: z._default(z.array(z.string()), []),
+  hosts: z._default(z.array(ciObject({ ip: z.string(), hostname: z.string() })), []),
 });
 /** One entry of `resources.cfg`. */
 export type ResourceConfig = z.output<typeof resourceConfigSchema>;
 
 /** Schema of the whole `resources.cfg` (a JSON array; names must be unique). */
-export const resourcesConfigSchema = z.array(resourceConfigSchema).max(64).superRefine(
-  (list, ctx) => {
+export const resourcesConfigSchema = z.array(resourceConfigSchema).check(
+  z.maxLength(64),
+  z.superRefine((list, ctx) => {
     const seen = new Set<string>();
     for (const r of list) {
       if (seen.has(r.name)) {
@@ -37,7 +41,7 @@ export const resourcesConfigSchema = z.array(resourceConfigSchema).max(64).super
       }
       seen.add(r.name);
     }
-  },
+  }),
 );
 
 /** Loads `resources.cfg`; a missing file means "no resources" (upstream behaviour). */

@@ -3,14 +3,15 @@
  * The long-running `run` goes through the spawn port instead (see `spawn.ts`).
  * @module
  */
-import { z } from "zod";
+import { z } from "zod/mini";
+import "@aos/shared/zod_en";
 import { AosError } from "@aos/shared/core";
 import type { CommandRunner } from "@aos/shared/exec";
 
 /** What `runc state` / `runc list -f json` report for one container. */
 export const runcStateSchema = z.looseObject({
   id: z.string(),
-  pid: z.number().int(),
+  pid: z.number().check(z.int()),
   status: z.string(),
   bundle: z.string(),
 });
@@ -71,7 +72,7 @@ export class Runc {
   async list(): Promise<RuncState[]> {
     const r = await this.#call(["list", "--format", "json"]);
     if (r.code !== 0) this.#fail("list", r);
-    return parse("runc list", r.stdout, runcStateSchema.array().nullable()) ?? [];
+    return parse("runc list", r.stdout, z.nullable(z.array(runcStateSchema))) ?? [];
   }
 
   /** Signals the container's init; false when it is gone or not running. */
@@ -89,7 +90,7 @@ export class Runc {
   }
 }
 
-function parse<S extends z.ZodType>(what: string, text: string, schema: S): z.output<S> {
+function parse<S extends z.ZodMiniType>(what: string, text: string, schema: S): z.output<S> {
   if (text.length > 4 * 1024 * 1024) {
     throw new AosError("outOfRange", `${what}: output of ${text.length} bytes is too large`);
   }
