@@ -8,7 +8,8 @@
  * persist it and restore it after a restart.
  * @module
  */
-import { z } from "zod";
+import { z } from "zod/mini";
+import "@aos/shared/zod_en";
 import { AosError } from "@aos/shared/errors";
 
 /** First id of the UID and GID ranges (inclusive). */
@@ -58,13 +59,13 @@ const MAX_ENTRIES = 100_000;
 
 const stateSchema = z.object({
   version: z.literal(1),
-  first: z.number().int().nonnegative(),
-  last: z.number().int().nonnegative(),
+  first: z.number().check(z.int(), z.nonnegative()),
+  last: z.number().check(z.int(), z.nonnegative()),
   entries: z.array(z.object({
-    key: z.string().min(1).max(MAX_KEY_LENGTH),
-    id: z.number().int().nonnegative(),
-    refs: z.number().int().positive(),
-  })).max(MAX_ENTRIES),
+    key: z.string().check(z.minLength(1), z.maxLength(MAX_KEY_LENGTH)),
+    id: z.number().check(z.int(), z.nonnegative()),
+    refs: z.number().check(z.int(), z.positive()),
+  })).check(z.maxLength(MAX_ENTRIES)),
 });
 
 /**

@@ -20,7 +20,8 @@ import type {
   InstanceStatus as WireStatus,
   UpdateInstances,
 } from "@aos/proto/servicemanager/v5/servicemanager.ts";
-import { z } from "zod";
+import { z } from "zod/mini";
+import "@aos/shared/zod_en";
 import { INSTANCE_STATES, type InstanceState } from "@aos/shared/cloudprotocol";
 import { AosError, fromErrorInfo, Mutex, toAosError } from "@aos/shared/core";
 import { type Logger, nullLogger } from "@aos/shared/logger";
@@ -122,43 +123,43 @@ export interface StoredInstance {
 }
 
 const itemType = z.enum(["service", "component"]);
-const id = z.string().min(1).max(256);
+const id = z.string().check(z.minLength(1), z.maxLength(256));
 
 const runRequestSchema = z.object({
   itemId: id,
   type: itemType,
-  version: z.string().max(256),
-  ownerId: z.string().max(256),
-  indexDigest: z.string().max(256),
+  version: z.string().check(z.maxLength(256)),
+  ownerId: z.string().check(z.maxLength(256)),
+  indexDigest: z.string().check(z.maxLength(256)),
   subjectId: id,
-  subjectType: z.enum(["group", "user"]).optional(),
-  isUnitSubject: z.boolean().optional(),
-  priority: z.number().int().min(0),
-  numInstances: z.number().int().min(0).max(256),
-  labels: z.array(z.string().max(256)).max(256),
+  subjectType: z.optional(z.enum(["group", "user"])),
+  isUnitSubject: z.optional(z.boolean()),
+  priority: z.number().check(z.int(), z.gte(0)),
+  numInstances: z.number().check(z.int(), z.gte(0), z.lte(256)),
+  labels: z.array(z.string().check(z.maxLength(256))).check(z.maxLength(256)),
 });
 
 const storedInstanceSchema = z.object({
   itemId: id,
   subjectId: id,
-  instance: z.number().int().min(0),
+  instance: z.number().check(z.int(), z.gte(0)),
   type: itemType,
-  version: z.string().max(256),
-  ownerId: z.string().max(256),
-  priority: z.number().int().min(0),
-  nodeId: z.string().max(256),
-  runtimeId: z.string().max(256),
-  manifestDigest: z.string().max(256),
-  uid: z.number().int().min(0),
-  gid: z.number().int().min(0),
-  storagePath: z.string().max(1024),
-  statePath: z.string().max(1024),
+  version: z.string().check(z.maxLength(256)),
+  ownerId: z.string().check(z.maxLength(256)),
+  priority: z.number().check(z.int(), z.gte(0)),
+  nodeId: z.string().check(z.maxLength(256)),
+  runtimeId: z.string().check(z.maxLength(256)),
+  manifestDigest: z.string().check(z.maxLength(256)),
+  uid: z.number().check(z.int(), z.gte(0)),
+  gid: z.number().check(z.int(), z.gte(0)),
+  storagePath: z.string().check(z.maxLength(1024)),
+  statePath: z.string().check(z.maxLength(1024)),
 });
 
 const launcherStateSchema = z.object({
   version: z.literal(1),
-  requests: z.array(runRequestSchema).max(MAX_RUN_REQUESTS),
-  instances: z.array(storedInstanceSchema).max(4096),
+  requests: z.array(runRequestSchema).check(z.maxLength(MAX_RUN_REQUESTS)),
+  instances: z.array(storedInstanceSchema).check(z.maxLength(4096)),
   uids: z.unknown(),
   gids: z.unknown(),
 });
