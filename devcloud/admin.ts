@@ -11,7 +11,8 @@
  * Errors answer `{error}` with 400 (bad request), 401, 404 (unknown service/route) or 500.
  * @module
  */
-import { z } from "zod";
+import { z } from "zod/mini";
+import "@aos/shared/zod_en";
 import { AosError, type Logger, nullLogger } from "@aos/shared/core";
 import { toHex } from "@aos/shared/crypto";
 import type { Devcloud } from "./cloud.ts";
@@ -39,10 +40,10 @@ export interface AdminServer extends AsyncDisposable {
 }
 
 const deploySchema = z.object({
-  service: z.string().min(1).max(64),
-  instances: z.number().int().min(0).max(1000).optional(),
+  service: z.string().check(z.minLength(1), z.maxLength(64)),
+  instances: z.optional(z.number().check(z.int(), z.gte(0), z.lte(1000))),
 });
-const removeSchema = z.object({ service: z.string().min(1).max(64) });
+const removeSchema = z.object({ service: z.string().check(z.minLength(1), z.maxLength(64)) });
 
 const STATUS_BY_CODE: Partial<Record<string, number>> = {
   invalidArgument: 400,
@@ -68,7 +69,7 @@ async function readBody(req: Request): Promise<unknown> {
   }
 }
 
-function parse<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
+function parse<S extends z.ZodMiniType>(schema: S, value: unknown): z.output<S> {
   const r = schema.safeParse(value);
   if (!r.success) {
     const issue = r.error.issues[0];

@@ -8,7 +8,7 @@
  * @module
  */
 import { join } from "node:path";
-import { z } from "zod";
+import { z } from "zod/mini";
 import { AosError, type Clock, formatAosTime, systemClock } from "@aos/shared/core";
 import { createEncryptStream, hashingStream, toBase64 } from "@aos/shared/crypto";
 import { parseDigest, tryParseDigest } from "@aos/shared/oci";
@@ -33,8 +33,8 @@ export interface ServedBlob {
 
 const servedBlobSchema = z.object({
   digest: z.string(),
-  sha3: z.string().regex(/^[0-9a-f]{64}$/),
-  size: z.number().int().nonnegative(),
+  sha3: z.string().check(z.regex(/^[0-9a-f]{64}$/)),
+  size: z.number().check(z.int(), z.nonnegative()),
   decryptInfo: z.object({ blockAlg: z.string(), blockIv: z.string(), blockKey: z.string() }),
   signInfo: z.object({
     chainName: z.string(),

@@ -14,7 +14,8 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Buffer } from "node:buffer";
 import { join } from "node:path";
 import { WebSocketServer } from "ws";
-import { z } from "zod";
+import { z } from "zod/mini";
+import "@aos/shared/zod_en";
 import {
   AosError,
   type Clock,
@@ -174,10 +175,10 @@ const stateSchema = z.object({
     id: z.string(),
     version: z.string(),
     indexDigest: z.string(),
-    instances: z.number().int().nonnegative(),
+    instances: z.number().check(z.int(), z.nonnegative()),
     deployedAt: z.string(),
   })),
-  unitConfig: z.unknown().optional(),
+  unitConfig: z.optional(z.unknown()),
 });
 type State = z.output<typeof stateSchema>;
 
@@ -219,11 +220,11 @@ function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-const discoveryRequestSchema = z.object({
-  version: z.number().int(),
-  systemId: z.string().min(1).max(256),
-  supportedProtocols: z.array(z.string()).optional(),
-}).loose();
+const discoveryRequestSchema = z.looseObject({
+  version: z.number().check(z.int()),
+  systemId: z.string().check(z.minLength(1), z.maxLength(256)),
+  supportedProtocols: z.optional(z.array(z.string())),
+});
 
 /** The running devcloud; create it with {@link startDevcloud}. */
 export class Devcloud implements AsyncDisposable {

@@ -3,7 +3,7 @@
  * @module
  */
 import { join } from "node:path";
-import { z } from "zod";
+import { z } from "zod/mini";
 import { ciObject, hostPort, path, splitHostPort } from "@aos/shared/config";
 import type { PermissionManifest } from "@aos/shared/permissions";
 
@@ -12,17 +12,17 @@ export const devcloudConfigSchema = ciObject({
   /** Data: dev PKI, blobs, received unit status, alerts and monitoring. */
   workingDir: path,
   /** Discovery and WebSocket endpoint (TLS). */
-  cloudUrl: hostPort.default("localhost:9000"),
+  cloudUrl: z._default(hostPort, "localhost:9000"),
   /** Blob server for `requestBlobUrls` answers. */
-  blobsUrl: hostPort.default("localhost:9001"),
+  blobsUrl: z._default(hostPort, "localhost:9001"),
   /** Dashboard (plain HTTP, loopback). */
-  dashboardUrl: hostPort.default("localhost:9080"),
+  dashboardUrl: z._default(hostPort, "localhost:9080"),
   /** Admin API the CLI talks to (plain HTTP, loopback, token in the working dir). */
-  adminUrl: hostPort.default("localhost:9081"),
+  adminUrl: z._default(hostPort, "localhost:9081"),
   /** Service sources `deploy <name>` packs: `<servicesDir>/<name>/service.json` + `rootfs`. */
-  servicesDir: z.string().optional(),
+  servicesDir: z.optional(z.string()),
   /** The `tar` program the packer runs to archive a rootfs directory. */
-  tar: z.string().min(1).default("tar"),
+  tar: z._default(z.string().check(z.minLength(1)), "tar"),
 });
 
 /** Resolved `devcloud.cfg`. */

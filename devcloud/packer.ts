@@ -9,7 +9,8 @@
  * @module
  */
 import { basename, join } from "node:path";
-import { z } from "zod";
+import { z } from "zod/mini";
+import "@aos/shared/zod_en";
 import { AosError } from "@aos/shared/core";
 import { hashingStream, sha256Hex } from "@aos/shared/crypto";
 import {
@@ -35,22 +36,24 @@ export const SERVICE_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
  * into the item config as written.
  */
 export const serviceManifestSchema = z.looseObject({
-  name: z.string().regex(SERVICE_NAME_RE, { message: "must be 1-64 of A-Z a-z 0-9 . _ -" }),
-  version: z.string().min(1).max(32),
-  cmd: z.array(z.string()).min(1),
-  entrypoint: z.array(z.string()).optional(),
-  env: z.array(z.string()).default([]),
-  workingDir: z.string().optional(),
-  author: z.string().optional(),
+  name: z.string().check(
+    z.regex(SERVICE_NAME_RE, { message: "must be 1-64 of A-Z a-z 0-9 . _ -" }),
+  ),
+  version: z.string().check(z.minLength(1), z.maxLength(32)),
+  cmd: z.array(z.string()).check(z.minLength(1)),
+  entrypoint: z.optional(z.array(z.string())),
+  env: z._default(z.array(z.string()), []),
+  workingDir: z.optional(z.string()),
+  author: z.optional(z.string()),
   /** RFC 3339; absent keeps the image reproducible. */
-  created: z.string().optional(),
+  created: z.optional(z.string()),
   /** OCI platform (`amd64`, `arm64`…); absent: any platform. */
-  architecture: z.string().optional(),
-  os: z.string().default("linux"),
+  architecture: z.optional(z.string()),
+  os: z._default(z.string(), "linux"),
   /** Runtime types allowed (item config `runtimes[].codename`). */
-  runtimes: z.array(z.string()).optional(),
+  runtimes: z.optional(z.array(z.string())),
   /** Stable item id (UUID); devcloud assigns one when absent. */
-  id: z.string().uuid().optional(),
+  id: z.optional(z.string().check(z.uuid())),
 });
 
 /** A parsed `service.json`. */

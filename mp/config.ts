@@ -2,50 +2,65 @@
  * `mp.cfg`: upstream keys (case-insensitive) and defaults, resolved.
  * @module
  */
-import { z } from "zod";
+import { z } from "zod/mini";
 import { ciObject, durationOr, hostPort, path } from "@aos/shared/config";
 
 const mpConfigBase = ciObject({
   caCert: path,
-  certStorage: z.string().default("sm"),
+  certStorage: z._default(z.string(), "sm"),
   workingDir: path,
-  imageStoreDir: z.string().optional(),
+  imageStoreDir: z.optional(z.string()),
   /** Ours: the inter-node TCP listen address (upstream hard-codes `0.0.0.0:30001`). */
-  listenUrl: hostPort.default(":30001"),
-  iamConfig: ciObject({
-    iamPublicServerUrl: hostPort.default(":8090"),
-    iamMainPublicServerUrl: hostPort.default("localhost:8090"),
-    iamMainProtectedServerUrl: hostPort.default("localhost:8089"),
-    certStorage: z.string().default("iam"),
-    openPort: z.number().int().default(1),
-    securePort: z.number().int().default(2),
-  }).prefault({}),
-  cmConfig: ciObject({
-    cmServerUrl: hostPort.default("localhost:8093"),
-    openPort: z.number().int().default(3),
-    securePort: z.number().int().default(4),
-  }).prefault({}),
-  downloader: ciObject({
-    downloadDir: z.string().optional(),
-    maxConcurrentDownloads: z.number().int().positive().default(4),
-    retryDelay: durationOr("1s"),
-    maxRetryDelay: durationOr("30s"),
-  }).prefault({}),
-  logProvider: ciObject({
-    maxPartSize: z.number().int().positive().default(10240),
-    maxPartCount: z.number().int().positive().default(10),
-  }).prefault({}),
+  listenUrl: z._default(hostPort, ":30001"),
+  iamConfig: z.prefault(
+    ciObject({
+      iamPublicServerUrl: z._default(hostPort, ":8090"),
+      iamMainPublicServerUrl: z._default(hostPort, "localhost:8090"),
+      iamMainProtectedServerUrl: z._default(hostPort, "localhost:8089"),
+      certStorage: z._default(z.string(), "iam"),
+      openPort: z._default(z.number().check(z.int()), 1),
+      securePort: z._default(z.number().check(z.int()), 2),
+    }),
+    {},
+  ),
+  cmConfig: z.prefault(
+    ciObject({
+      cmServerUrl: z._default(hostPort, "localhost:8093"),
+      openPort: z._default(z.number().check(z.int()), 3),
+      securePort: z._default(z.number().check(z.int()), 4),
+    }),
+    {},
+  ),
+  downloader: z.prefault(
+    ciObject({
+      downloadDir: z.optional(z.string()),
+      maxConcurrentDownloads: z._default(z.number().check(z.int(), z.positive()), 4),
+      retryDelay: durationOr("1s"),
+      maxRetryDelay: durationOr("30s"),
+    }),
+    {},
+  ),
+  logProvider: z.prefault(
+    ciObject({
+      maxPartSize: z._default(z.number().check(z.int(), z.positive()), 10240),
+      maxPartCount: z._default(z.number().check(z.int(), z.positive()), 10),
+    }),
+    {},
+  ),
 });
 
 /** Schema of `mp.cfg` with path defaults derived from `workingDir`. */
-export const mpConfigSchema = mpConfigBase.transform((c) => ({
-  ...c,
-  imageStoreDir: c.imageStoreDir ?? `${c.workingDir}/images`,
-  downloader: {
-    ...c.downloader,
-    downloadDir: c.downloader.downloadDir ?? `${c.workingDir}/downloads`,
-  },
-}));
+export const mpConfigSchema = z.pipe(
+  mpConfigBase,
+  z.transform((c) => ({
+    ...c,
+    imageStoreDir: c.imageStoreDir ?? `${c.workingDir}/images`,
+    downloader: {
+      ...c.downloader,
+      downloadDir: c.downloader.downloadDir ?? `${c.workingDir}/downloads`,
+    },
+  })),
+);
 
 /** Resolved `mp.cfg`. */
 export type MpConfig = z.output<typeof mpConfigSchema>;
