@@ -3,7 +3,7 @@
  * host:port addresses.
  * @module
  */
-import { z } from "zod";
+import { z } from "zod/mini";
 import { parseDuration } from "./duration.ts";
 
 function renameKeys(value: unknown, canonical: readonly string[]): unknown {
@@ -23,36 +23,39 @@ function renameKeys(value: unknown, canonical: readonly string[]): unknown {
  * An object schema whose keys match case-insensitively (`maxDmips` = `maxDMIPS`).
  * Unknown keys are accepted and dropped, so upstream-only keys do not break loading.
  */
-export function ciObject<T extends z.ZodRawShape>(shape: T) {
-  return z.preprocess(
-    (v) => renameKeys(v, Object.keys(shape)),
+export function ciObject<T extends z.core.$ZodLooseShape>(shape: T) {
+  return z.pipe(
+    z.transform((v) => renameKeys(v, Object.keys(shape))),
     z.object(shape),
   );
 }
 
 /** A duration (Go string, ISO-8601 or seconds) resolved to milliseconds. */
-export const duration = z.union([z.number(), z.string()]).transform((v, ctx) => {
-  try {
-    return parseDuration(v);
-  } catch (err) {
-    ctx.issues.push({ code: "custom", message: (err as Error).message, input: v });
-    return z.NEVER;
-  }
-});
+export const duration = z.pipe(
+  z.union([z.number(), z.string()]),
+  z.transform((v: number | string, ctx) => {
+    try {
+      return parseDuration(v);
+    } catch (err) {
+      ctx.issues.push({ code: "custom", message: (err as Error).message, input: v });
+      return z.NEVER;
+    }
+  }),
+);
 
 /** A duration with a default given as text, e.g. `durationOr("10s")`. */
 export function durationOr(text: string) {
-  return duration.default(parseDuration(text));
+  return z._default(duration, parseDuration(text));
 }
 
 /** A `host:port` address; a leading `:` means all interfaces upstream. Empty allowed. */
-export const hostPort = z.string().refine(
+export const hostPort = z.string().check(z.refine(
   (s) => s === "" || /^(\[[0-9a-fA-F:.]+\]|[^\s:/]*):\d{1,5}$/.test(s),
   { message: 'expected "host:port" or ":port"' },
-);
+));
 
 /** A non-empty path string. */
-export const path = z.string().min(1, { message: "must be a non-empty path" });
+export const path = z.string().check(z.minLength(1, { message: "must be a non-empty path" }));
 
 /** Splits `host:port` (leading `:` → `0.0.0.0`). */
 export function splitHostPort(addr: string): { host: string; port: number } {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { z } from "zod";
+import { z } from "zod/mini";
 import { ciObject, dialAddress, durationOr, hostPort, splitHostPort } from "./schema.ts";
 
 const pure = { permissions: "none" } as const;
@@ -9,9 +9,9 @@ Deno.test({
   ...pure,
   fn() {
     const schema = ciObject({
-      maxDmips: z.number().default(0),
+      maxDmips: z._default(z.number(), 0),
       nodeIdPath: z.string(),
-      monitoring: ciObject({ pollPeriod: durationOr("35s") }).prefault({}),
+      monitoring: z.prefault(ciObject({ pollPeriod: durationOr("35s") }), {}),
     });
     const cfg = schema.parse({ MAXDMIPS: 1000, nodeIDPath: "/x", migration: { a: 1 } });
     assert.deepEqual(cfg, { maxDmips: 1000, nodeIdPath: "/x", monitoring: { pollPeriod: 35_000 } });
