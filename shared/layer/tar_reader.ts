@@ -99,7 +99,7 @@ class ByteSource {
   }
 
   /** Exactly `n` bytes, `null` at a clean end of input, an `eof` error when input ends inside. */
-  async read(n: number): Promise<Uint8Array | null> {
+  async read(n: number, inside = "a block"): Promise<Uint8Array | null> {
     if (this.#pos === this.#chunk.length && !(await this.#more())) return null;
     const avail = this.#chunk.length - this.#pos;
     if (avail >= n) {
@@ -112,7 +112,7 @@ class ByteSource {
     let filled = 0;
     while (filled < n) {
       if (this.#pos === this.#chunk.length && !(await this.#more())) {
-        throw new AosError("eof", `tar stream ends inside a block at offset ${this.offset}`);
+        throw new AosError("eof", `tar stream ends inside ${inside} at offset ${this.offset}`);
       }
       const take = Math.min(n - filled, this.#chunk.length - this.#pos);
       out.set(this.#chunk.subarray(this.#pos, this.#pos + take), filled);
@@ -173,9 +173,28 @@ class ByteSource {
 }
 
 function cString(field: Uint8Array): string {
-  const nul = field.indexOf(0);
-  return decoder.decode(nul < 0 ? field : field.subarray(0, nul));
+  let end = 0;
+  let ascii = true;
+  for (; end < field.length; end++) {
+    const b = field[end]!;
+    if (b === 0) break;
+    if (b > 0x7f) ascii = false;
+  }
+  if (end === 0) return "";
+  const bytes = field.subarray(0, end);
+  // Header strings are short and nearly always ASCII: no decoder call needed for those.
+  return ascii
+    ? String.fromCharCode.apply(null, bytes as unknown as number[])
+    : decoder.decode(bytes);
 }
+
+/** Whether the header carries the POSIX `ustar\0` magic. */
+function isPosixUstar(h: Uint8Array): boolean {
+  return h[257] === 0x75 && h[258] === 0x73 && h[259] === 0x74 && h[260] === 0x61 &&
+    h[261] === 0x72 && h[262] === 0;
+}
+
+const NO_ATTRS: ReadonlyMap<string, string> = new Map();
 
 function parseNumber(field: Uint8Array, what: string): number {
   if (field.length > 0 && (field[0]! & 0x80) !== 0) {
@@ -218,14 +237,15 @@ function isZeroBlock(b: Uint8Array): boolean {
 
 function verifyChecksum(h: Uint8Array): void {
   const stored = parseNumber(h.subarray(148, 156), "checksum");
-  let unsigned = 0;
-  let signed = 0;
-  for (let i = 0; i < BLOCK; i++) {
-    const b = i >= 148 && i < 156 ? 0x20 : h[i]!;
-    unsigned += b;
-    signed += b > 127 ? b - 256 : b;
-  }
-  if (stored !== unsigned && stored !== signed) {
+  // The checksum field itself counts as eight spaces.
+  let unsigned = 8 * 0x20;
+  for (let i = 0; i < 148; i++) unsigned += h[i]!;
+  for (let i = 156; i < BLOCK; i++) unsigned += h[i]!;
+  if (stored === unsigned) return;
+  // Some old writers summed signed bytes: each byte above 127 then counts 256 less.
+  let high = 0;
+  for (let i = 0; i < BLOCK; i++) if ((i < 148 || i >= 156) && h[i]! > 127) high++;
+  if (stored !== unsigned - 256 * high) {
     throw new AosError(
       "invalidChecksum",
       `tar header checksum mismatch (stored ${stored}, computed ${unsigned})`,
@@ -392,12 +412,15 @@ export class TarReader {
           `unsupported tar entry type '${shown}' at offset ${offset}`,
         );
       }
-      const attrs = new Map(this.#global);
-      for (const [k, v] of pax ?? []) v === "" ? attrs.delete(k) : attrs.set(k, v);
+      let attrs: ReadonlyMap<string, string> = NO_ATTRS;
+      if (this.#global.size > 0 || pax !== undefined) {
+        const merged = new Map(this.#global);
+        for (const [k, v] of pax ?? []) v === "" ? merged.delete(k) : merged.set(k, v);
+        attrs = merged;
+      }
 
-      const magic = decoder.decode(h.subarray(257, 263));
       // Only POSIX ustar has a prefix field; old GNU headers keep atime/ctime there.
-      const prefix = magic === "ustar\0" ? cString(h.subarray(345, 500)) : "";
+      const prefix = isPosixUstar(h) ? cString(h.subarray(345, 500)) : "";
       const rawName = cString(h.subarray(0, 100));
       const path = attrs.get("path") ?? longName ?? (prefix ? `${prefix}/${rawName}` : rawName);
       const linkname = attrs.get("linkpath") ?? longLink ?? cString(h.subarray(157, 257));
@@ -456,6 +479,23 @@ export class TarReader {
       this.#pending -= s.length;
       yield s;
     }
+  }
+
+  /**
+   * The current entry's whole body as one array: a view of the incoming chunk when the body lies
+   * within it (valid until the next read), else a copy. For small bodies, where one call beats
+   * iterating {@link body}; the caller bounds the size.
+   */
+  async bodyBytes(): Promise<Uint8Array> {
+    const n = this.#bodyLeft;
+    this.#bodyLeft = 0;
+    if (n === 0) return EMPTY;
+    const out = await this.#src.read(n, "an entry body");
+    if (out === null) {
+      throw new AosError("eof", `tar stream ends inside an entry body at offset ${this.offset}`);
+    }
+    this.#pending -= n;
+    return out;
   }
 
   /** Stops reading and releases the source (cancels the underlying stream). */
