@@ -95,3 +95,46 @@ Deno.test({
     await assert.rejects(() => readAll(metaOnly), /metadata headers in a row/);
   },
 });
+
+Deno.test({
+  name: "UTF-8 names, signed-sum checksums and bodies read in one piece",
+  permissions: "none",
+  async fn() {
+    const name = "données/ünïcode-名前.txt";
+    const signedName = "é-signed";
+    // A header whose checksum some old writers computed over signed bytes.
+    const h = header({ name: signedName, size: 3 });
+    let signed = 0;
+    h.fill(0x20, 148, 156);
+    for (const b of h) signed += b > 127 ? b - 256 : b;
+    const signedHeader = header({ name: signedName, size: 3, checksum: signed });
+    const data = tar(
+      entry({ name, linkname: "" }, "utf"),
+      [signedHeader, new TextEncoder().encode("sig"), new Uint8Array(509)],
+      entry({ name: "big" }, "x".repeat(3000)),
+    );
+    for (const chunk of [7, 512, 100_000]) {
+      const r = new TarReader(
+        ReadableStream.from(
+          Array.from(
+            { length: Math.ceil(data.length / chunk) },
+            (_, i) => data.subarray(i * chunk, (i + 1) * chunk),
+          ),
+        ),
+      );
+      const got: [string, string][] = [];
+      for (;;) {
+        const e = await r.next();
+        if (!e) break;
+        got.push([e.path, new TextDecoder().decode(await r.bodyBytes())]);
+      }
+      assert.deepEqual(got, [[name, "utf"], [signedName, "sig"], ["big", "x".repeat(3000)]]);
+    }
+    // A checksum that is neither sum is still refused.
+    const bad = header({ name: signedName, size: 0, checksum: signed + 1 });
+    await assert.rejects(
+      () => new TarReader(ReadableStream.from([bad])).next(),
+      (e) => e instanceof AosError && e.code === "invalidChecksum",
+    );
+  },
+});
