@@ -13,7 +13,12 @@ import { join, resolve } from "node:path";
 import { AosError } from "@aos/shared/errors";
 import { assertNoForbiddenFlags, manifestToFlags } from "@aos/shared/permissions";
 import { mainModule } from "./permissions/launch.ts";
-import { type Component, parseComponentArgs, resolveManifest } from "./permissions/mod.ts";
+import {
+  type Component,
+  parseComponentArgs,
+  resolveManifest,
+  RUNTIME_FLAGS,
+} from "./permissions/mod.ts";
 
 /** Components of each node role. */
 export const ROLES: Record<string, Component[]> = {
@@ -57,7 +62,15 @@ export async function planCompile(
       component,
       output,
       flags,
-      args: ["compile", ...flags, "--output", output, mainModule(component), ...runArgs],
+      args: [
+        "compile",
+        ...flags,
+        ...RUNTIME_FLAGS,
+        "--output",
+        output,
+        mainModule(component),
+        ...runArgs,
+      ],
     });
   }
   return targets;

@@ -8,7 +8,13 @@
 import { fileURLToPath } from "node:url";
 import { assertNoForbiddenFlags, manifestToFlags } from "@aos/shared/permissions";
 import { AosError } from "@aos/shared/errors";
-import { COMPONENTS, isComponent, parseComponentArgs, resolveManifest } from "./mod.ts";
+import {
+  COMPONENTS,
+  isComponent,
+  parseComponentArgs,
+  resolveManifest,
+  RUNTIME_FLAGS,
+} from "./mod.ts";
 
 /** The member entry point of each component. */
 export function mainModule(component: string): string {
@@ -35,7 +41,7 @@ export async function commandFor(component: string, argv: string[]) {
   return {
     flags,
     manifest: resolved.manifest,
-    args: ["run", ...flags, mainModule(component), ...rest, ...extra],
+    args: ["run", ...flags, ...RUNTIME_FLAGS, mainModule(component), ...rest, ...extra],
   };
 }
 

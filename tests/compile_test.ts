@@ -4,7 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { commandFor } from "../permissions/launch.ts";
+import { commandFor, mainModule } from "../permissions/launch.ts";
+import { RUNTIME_FLAGS } from "../permissions/mod.ts";
 import { planCompile } from "../compile.ts";
 import { writeSampleUnit } from "./fixtures/configs.ts";
 
@@ -24,10 +25,18 @@ Deno.test("compile plan: each role's binaries carry their component's exact flag
       const targets = await planCompile(role, configDir, `${unit.root}/dist`);
       assert.deepEqual(targets.map((t) => t.component), components);
       for (const t of targets) {
-        const { flags } = await commandFor(t.component, ["-c", `${configDir}/${t.component}.cfg`]);
+        const { flags, args } = await commandFor(t.component, [
+          "-c",
+          `${configDir}/${t.component}.cfg`,
+        ]);
         assert.deepEqual(t.flags, flags);
         assert.equal(t.args[0], "compile");
         for (const f of flags) assert.ok(t.args.includes(f));
+        // The same V8 settings as the launched process, before the entry module.
+        for (const f of RUNTIME_FLAGS) {
+          assert.ok(t.args.indexOf(f) > 0 && t.args.indexOf(f) < t.args.indexOf("--output"));
+          assert.ok(args.indexOf(f) > 0 && args.indexOf(f) < args.indexOf(mainModule(t.component)));
+        }
         assert.ok(
           !t.args.some((a) =>
             a === "-A" || a.startsWith("--allow-all") || a.startsWith("--allow-ffi")
