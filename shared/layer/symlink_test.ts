@@ -3,7 +3,7 @@ import { fileURLToPath } from "node:url";
 
 const child = fileURLToPath(new URL("./testdata/extract_scoped.ts", import.meta.url));
 
-Deno.test("a layer with symlinks extracts under path-scoped grants with the ln port", async () => {
+Deno.test("a layer with symlinks extracts under path-scoped grants with the ln port (either inflate)", async () => {
   const dir = await Deno.makeTempDir();
   try {
     await Deno.mkdir(`${dir}/src/bin`, { recursive: true });
@@ -14,25 +14,31 @@ Deno.test("a layer with symlinks extracts under path-scoped grants with the ln p
       args: ["-czf", `${dir}/layer.tgz`, "-C", `${dir}/src`, "."],
     }).output();
     assert.ok(tar.success);
-    await Deno.mkdir(`${dir}/out`);
-    const scoped = [`--allow-read=${dir}`, `--allow-write=${dir}/out`];
-    // Deno itself refuses symlinks under scoped grants; the ln port makes them.
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--no-prompt",
-        ...scoped,
-        "--allow-run=ln",
-        child,
-        `${dir}/layer.tgz`,
-        `${dir}/out`,
-      ],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-    assert.equal(await Deno.readLink(`${dir}/out/bin/sh`), "busybox");
-    assert.equal(await Deno.readLink(`${dir}/out/bin/ls`), "/bin/busybox");
+    // Inflating in a Worker needs no grant beyond the caller's either.
+    for (const inflate of ["thread", "worker"]) {
+      const target = `${dir}/out-${inflate}`;
+      await Deno.mkdir(target);
+      const scoped = [`--allow-read=${dir}`, `--allow-write=${target}`];
+      // Deno itself refuses symlinks under scoped grants; the ln port makes them.
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "--no-prompt",
+          ...scoped,
+          "--allow-run=ln",
+          child,
+          `${dir}/layer.tgz`,
+          target,
+          inflate,
+        ],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+      assert.equal(await Deno.readLink(`${target}/bin/sh`), "busybox");
+      assert.equal(await Deno.readLink(`${target}/bin/ls`), "/bin/busybox");
+      assert.equal(await Deno.readTextFile(`${target}/bin/busybox`), "#!/bin/true\n");
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
