@@ -625,7 +625,13 @@ async function decompressed(
     compression = first.value[0] === 0x1f && first.value[1] === 0x8b ? "gzip" : "none";
     stream = ReadableStream.from(prepend(first.value, reader));
   }
-  if (compression === "gzip" && inWorker) return gunzipInWorker(stream, takeChunks);
+  if (compression === "gzip" && inWorker) {
+    try {
+      return gunzipInWorker(stream, takeChunks);
+    } catch {
+      // No worker (a runtime without them): inflate in this thread instead.
+    }
+  }
   if (compression === "gzip") {
     return stream.pipeThrough(
       new DecompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>,

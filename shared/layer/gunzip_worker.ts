@@ -152,7 +152,8 @@ async function* batched(
 }
 
 /**
- * Inflates a gzip stream in a Worker. The result behaves like
+ * Inflates a gzip stream in a Worker. Throws (leaving `source` untouched) when no Worker can be
+ * started. The result behaves like
  * `source.pipeThrough(new DecompressionStream("gzip"))`: it errors with the inflater's message on
  * corrupt input, and cancelling it stops the worker and cancels `source`. The worker ends with
  * the stream (done, errored or cancelled).
@@ -165,11 +166,12 @@ export function gunzipInWorker(
   source: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>,
   takeChunks = false,
 ): ReadableStream<Uint8Array> {
+  // First, so that when no worker can start the source is still untouched.
+  const worker = new Worker(workerUrl(), { type: "module" });
   const it = source instanceof ReadableStream
     ? source.values({ preventCancel: false })
     : source[Symbol.asyncIterator]();
   const input = batched(it, BATCH, takeChunks);
-  const worker = new Worker(workerUrl(), { type: "module" });
   const queue: Uint8Array[] = [];
   /** Count of chunks taken when each posted batch will have been taken: then its credit returns. */
   const batchEnds: number[] = [];

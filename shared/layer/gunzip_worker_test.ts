@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { gunzipInWorker } from "./gunzip_worker.ts";
-import { gzip } from "./_tar_builder.ts";
+import { entry, gzip, tar } from "./_tar_builder.ts";
+import { extractLayer } from "./extract.ts";
 import { assertWorkersEnded, workerThreads } from "./_worker_threads.ts";
 
 /** Mixed content: incompressible runs, text and zeros, so inflate output sizes vary. */
@@ -119,4 +120,27 @@ Deno.test("gunzipInWorker reads ahead only a bounded window, and cancel stops th
   await reader.cancel("enough");
   assert.equal(cancelled, "enough");
   await assertWorkersEnded(before);
+});
+
+Deno.test("extractLayer inflates in this thread when no Worker can start", async () => {
+  const dir = await Deno.makeTempDir();
+  const original = globalThis.Worker;
+  try {
+    globalThis.Worker = class {
+      constructor() {
+        throw new Error("no workers here");
+      }
+    } as unknown as typeof Worker;
+    assert.throws(() => gunzipInWorker(ReadableStream.from([new Uint8Array(1)])), /no workers/);
+    const gz = await gzip(tar(entry({ name: "a.txt" }, "inflated anyway")));
+    const res = await extractLayer(ReadableStream.from([gz]), dir, {
+      inflateInWorker: true,
+      chown: false,
+    });
+    assert.equal(res.entries, 1);
+    assert.equal(await Deno.readTextFile(`${dir}/a.txt`), "inflated anyway");
+  } finally {
+    globalThis.Worker = original;
+    await Deno.remove(dir, { recursive: true });
+  }
 });
