@@ -159,6 +159,12 @@ export class Certificate {
   readonly fingerprintSha1: string;
   /** Lowercase hex SHA-256 of the DER. */
   readonly fingerprintSha256: string;
+  /**
+   * OIDs of critical extensions this code does not process (e.g. nameConstraints,
+   * policyConstraints): RFC 5280 says such a certificate must be rejected, and
+   * `verifyChain` does.
+   */
+  readonly unhandledCriticalExtensions: string[];
 
   readonly #subjectRdns: NameAttribute[][];
   readonly #tbs: Uint8Array;
@@ -270,6 +276,19 @@ export class Certificate {
     } else {
       this.authorityKeyId = undefined;
     }
+
+    const handled = new Set<string>([
+      OID.basicConstraints,
+      OID.keyUsage,
+      OID.extKeyUsage,
+      OID.subjectAltName,
+      OID.issuerAltName,
+      OID.subjectKeyIdentifier,
+      OID.authorityKeyIdentifier,
+    ]);
+    this.unhandledCriticalExtensions = [...extensions]
+      .filter(([oid, e]) => e.critical && !handled.has(oid))
+      .map(([oid]) => oid);
 
     this.fingerprintSha1 = toHex(digest("sha1", this.der));
     this.fingerprintSha256 = toHex(digest("sha256", this.der));

@@ -4,7 +4,9 @@
  * Checks, for every certificate on the path: validity period at `now`; every signature with its
  * issuer's key; issuers are CAs (basicConstraints cA, a trust anchor may lack the extension),
  * carry keyCertSign when they have a keyUsage extension, and respect pathLenConstraint. The
- * leaf's own key usage is not checked (upstream accepts any usage for blob signing).
+ * leaf's own key usage is not checked (upstream accepts any usage for blob signing). A certificate
+ * with a critical extension this code does not process (e.g. nameConstraints) is rejected, as
+ * RFC 5280 requires.
  * @module
  */
 import { AosError } from "../core/errors.ts";
@@ -19,7 +21,8 @@ export type ChainFailure =
   | "badSignature"
   | "notCA"
   | "keyUsage"
-  | "pathLength";
+  | "pathLength"
+  | "unhandledCritical";
 
 /** A chain verification failure; `reason` tells the kind, the message tells the details. */
 export class ChainError extends AosError {
@@ -59,6 +62,14 @@ function keyIdsAgree(issuer: Certificate, child: Certificate): boolean {
 }
 
 function checkValidity(cert: Certificate, now: Date, prefix: string): void {
+  if (cert.unhandledCriticalExtensions.length > 0) {
+    throw new ChainError(
+      "unhandledCritical",
+      `${prefix}: certificate "${cert.subject}" has unhandled critical extension(s) ${
+        cert.unhandledCriticalExtensions.join(", ")
+      }`,
+    );
+  }
   if (now.getTime() < cert.notBefore.getTime()) {
     throw new ChainError(
       "notYetValid",
@@ -105,6 +116,9 @@ export async function verifyChain(
   opts: VerifyChainOptions,
 ): Promise<Certificate[]> {
   const now = opts.now ?? new Date();
+  if (!Number.isFinite(now.getTime())) {
+    throw new AosError("invalidArgument", "Cannot verify certificate chain: invalid time");
+  }
   const maxLength = opts.maxLength ?? 10;
   const prefix = `Cannot verify certificate chain of "${leaf.subject}"`;
   const isRoot = (c: Certificate) => opts.roots.some((r) => bytesEqual(r.der, c.der));

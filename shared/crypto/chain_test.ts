@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { AosError } from "../core/errors.ts";
 import { type Certificate, parseCertificate } from "./certificate.ts";
 import { ChainError, type ChainFailure, verifyChain } from "./chain.ts";
 import { CA_EXT, issue, makeRoot, tempDir } from "./_test_pki.ts";
@@ -154,6 +155,54 @@ Deno.test("chain: openssl root -> intermediate -> leaf verifies; failures are di
     await assert.rejects(
       () => verifyChain(self, { roots: [root], now }),
       rejectsWith("untrusted", /chain does not end at the root CA \("CN=Self" is self-issued/),
+    );
+  });
+
+  await t.step("critical extensions we do not process reject the path (RFC 5280)", async () => {
+    // An intermediate with nameConstraints: ignoring it would let it issue for any name.
+    const constrained = await load(
+      await issue(d, "constrained", "/CN=Constrained", "root", {
+        ext: CA_EXT + "nameConstraints=critical,permitted;DNS:example.com\n",
+      }),
+    );
+    assert.deepEqual(constrained.unhandledCriticalExtensions, ["2.5.29.30"]);
+    const under = await load(await issue(d, "under", "/CN=other.org", "constrained"));
+    await assert.rejects(
+      () => verifyChain(under, { roots: [root], intermediates: [constrained], now }),
+      rejectsWith(
+        "unhandledCritical",
+        /certificate "CN=Constrained" has unhandled critical extension\(s\) 2\.5\.29\.30/,
+      ),
+    );
+    // An unknown private extension marked critical on the leaf.
+    const odd = await load(
+      await issue(d, "odd", "/CN=odd", "inter", {
+        ext: "basicConstraints=CA:FALSE\n1.2.3.4.5=critical,ASN1:NULL\n",
+      }),
+    );
+    await assert.rejects(
+      () => verifyChain(odd, { roots: [root], intermediates: [inter], now }),
+      rejectsWith(
+        "unhandledCritical",
+        /"CN=odd" has unhandled critical extension\(s\) 1\.2\.3\.4\.5/,
+      ),
+    );
+    // The same extension, not critical, is fine.
+    const mild = await load(
+      await issue(d, "mild", "/CN=mild", "inter", { ext: "1.2.3.4.5=ASN1:NULL\n" }),
+    );
+    assert.deepEqual(mild.unhandledCriticalExtensions, []);
+    assert.equal(
+      (await verifyChain(mild, { roots: [root], intermediates: [inter], now })).length,
+      3,
+    );
+  });
+
+  await t.step("an invalid verification time is refused, not treated as always valid", async () => {
+    await assert.rejects(
+      () => verifyChain(leaf, { roots: [root], intermediates: [inter], now: new Date(NaN) }),
+      (e) =>
+        e instanceof AosError && e.code === "invalidArgument" && /invalid time/.test(e.message),
     );
   });
 });
