@@ -8,7 +8,44 @@ import { AosError } from "../core/errors.ts";
 /** Upper bound on a PEM bundle we parse: certificate chains are kilobytes, never megabytes. */
 export const MAX_PEM_SIZE = 1024 * 1024;
 
-const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END \1-----/g;
+const BEGIN = "-----BEGIN ";
+const DASHES = "-----";
+const LABEL = /^[A-Z0-9 ]+$/;
+
+/**
+ * The PEM blocks of `pem` in order: label and body text. A linear scan: a backreferencing regex
+ * took quadratic time on BEGIN lines without an END (3 s for 256 KiB of them).
+ */
+function* pemBlocks(pem: string): Generator<{ label: string; body: string }> {
+  // Labels known to have no END marker after a position: never searched past it again.
+  const noEndAfter = new Map<string, number>();
+  let at = pem.indexOf(BEGIN);
+  while (at >= 0) {
+    const labelStart = at + BEGIN.length;
+    const labelEnd = pem.indexOf(DASHES, labelStart);
+    if (labelEnd < 0) return;
+    const label = pem.slice(labelStart, labelEnd);
+    const bodyStart = labelEnd + DASHES.length;
+    let next = labelStart;
+    if (LABEL.test(label) && !(bodyStart >= (noEndAfter.get(label) ?? Infinity))) {
+      const end = `-----END ${label}-----`;
+      const endAt = pem.indexOf(end, bodyStart);
+      // Another BEGIN before this END: ours was never terminated, the block starts there.
+      const inner = endAt < 0 ? -1 : pem.lastIndexOf(BEGIN, endAt - 1);
+      if (inner > at) {
+        at = inner;
+        continue;
+      }
+      if (endAt < 0) {
+        noEndAfter.set(label, bodyStart);
+      } else {
+        yield { label, body: pem.slice(bodyStart, endAt) };
+        next = endAt + end.length;
+      }
+    }
+    at = pem.indexOf(BEGIN, next);
+  }
+}
 
 /** One block of a PEM file. */
 export interface PemBlock {
@@ -78,11 +115,10 @@ export function splitPem(pem: string, label?: string): PemBlock[] {
     );
   }
   const blocks: PemBlock[] = [];
-  for (const m of pem.matchAll(PEM_BLOCK)) {
-    const blockLabel = m[1] ?? "";
-    if (label !== undefined && blockLabel !== label) continue;
+  for (const block of pemBlocks(pem)) {
+    if (label !== undefined && block.label !== label) continue;
     // Encrypted PEM (Proc-Type headers) is not supported: the headers make the body non-base64.
-    blocks.push({ label: blockLabel, der: fromBase64(m[2] ?? "", `PEM block "${blockLabel}"`) });
+    blocks.push({ label: block.label, der: fromBase64(block.body, `PEM block "${block.label}"`) });
   }
   return blocks;
 }

@@ -49,3 +49,21 @@ Deno.test({
     );
   },
 });
+
+Deno.test({
+  name: "pem: unterminated and foreign BEGIN lines are skipped, valid blocks still found",
+  permissions: "none",
+  fn() {
+    const a = crypto.getRandomValues(new Uint8Array(40));
+    const good = derToPem(a);
+    // Many BEGIN lines without an END (once quadratic for the regex scan), then a real block.
+    const junk = "-----BEGIN CERTIFICATE-----\n".repeat(20_000) + "-----BEGIN lower-----\n";
+    const blocks = splitPem(junk + good);
+    assert.equal(blocks.length, 1);
+    assert.ok(bytesEqual(blocks[0]!.der, a));
+    // A block whose END names another label is not a block; the next real one is.
+    assert.equal(splitPem(`-----BEGIN X-----\nAAAA\n-----END Y-----\n${good}`).length, 1);
+    // A dangling BEGIN label (no closing dashes) ends the scan without an error.
+    assert.equal(splitPem(`${good}-----BEGIN CERT`).length, 1);
+  },
+});
