@@ -57,11 +57,17 @@ export class OwnerPassword {
   /** Sets the owner password (atomically replaces an earlier one). */
   async set(password: string): Promise<void> {
     checkLength(password);
+    await this.#lock.run(() => this.#set(password));
+  }
+
+  async #set(password: string): Promise<void> {
     const salt = randomBytes(16);
     const record: OwnerRecord = {
       salt: salt.toString("hex"),
       hash: (await this.#kdf(password, salt)).toString("hex"),
     };
+    // Writers are serialized by the lock, so one fixed temp name is safe (and a crash leaves at
+    // most this one file, replaced by the next write).
     const tmp = `${this.#file}.tmp`;
     await Deno.writeTextFile(tmp, JSON.stringify(record), { mode: 0o600 });
     await Deno.rename(tmp, this.#file);
@@ -102,6 +108,10 @@ export class OwnerPassword {
 
   /** Forgets the owner (deprovisioning). */
   async clear(): Promise<void> {
+    await this.#lock.run(() => this.#clear());
+  }
+
+  async #clear(): Promise<void> {
     this.#verified = undefined;
     await Deno.remove(this.#file).catch((err) => {
       if (!(err instanceof Deno.errors.NotFound)) throw err;

@@ -56,3 +56,20 @@ Deno.test("owner password: checks, one scrypt run for a repeated right password,
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("owner password: concurrent sets and checks are serialized; the record is never torn", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const owner = new OwnerPassword(`${dir}/owner`);
+    await Promise.all(["a", "b", "c", "d"].map((p) => owner.set(p)));
+    // The last set wins (the lock keeps call order) and the file is one whole record.
+    JSON.parse(await Deno.readTextFile(`${dir}/owner`));
+    await owner.check("d", "apply cert");
+    await rejects(owner.check("a", "apply cert"), "invalidArgument", /wrong password/);
+    const [, cleared] = await Promise.allSettled([owner.check("d", "x"), owner.clear()]);
+    assert.equal(cleared.status, "fulfilled");
+    await rejects(owner.check("d", "x"), "wrongState", /no owner password/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
