@@ -63,6 +63,14 @@ class NodeSession {
     this.info = info;
     this.stream = stream;
   }
+
+  /** Rejects everything pending on this stream (it ended or was replaced). */
+  failPending(err: AosError): void {
+    this.configWaiter?.reject(err);
+    this.configWaiter = undefined;
+    for (const w of this.snapshotWaiters.splice(0)) w.reject(err);
+    for (const h of this.heldUpdates.splice(0)) h.waiter.reject(err);
+  }
 }
 
 /** Options of {@link SmController}. */
@@ -154,7 +162,13 @@ export class SmController {
           session.info = m.smInfo;
         } else {
           const old = this.#nodes.get(nodeId);
-          if (old && old.stream !== call) old.stream.end();
+          if (old && old.stream !== call) {
+            // Its close handler no longer finds it in the map: fail its requests here.
+            old.failPending(
+              new AosError("canceled", `SM of node ${nodeId} reconnected on a new stream`),
+            );
+            old.stream.end();
+          }
           session = new NodeSession(nodeId, m.smInfo, call);
           this.#nodes.set(nodeId, session);
         }
@@ -169,12 +183,10 @@ export class SmController {
       this.#handle(session, msg);
     });
     const close = () => {
-      if (session && this.#nodes.get(session.nodeId) === session) {
+      if (!session) return;
+      session.failPending(new AosError("canceled", `SM of node ${session.nodeId} disconnected`));
+      if (this.#nodes.get(session.nodeId) === session) {
         this.#nodes.delete(session.nodeId);
-        const err = new AosError("canceled", `SM of node ${session.nodeId} disconnected`);
-        session.configWaiter?.reject(err);
-        for (const w of session.snapshotWaiters.splice(0)) w.reject(err);
-        for (const h of session.heldUpdates.splice(0)) h.waiter.reject(err);
         this.#o.logger.info("SM disconnected", { nodeId: session.nodeId });
         this.#o.listener.smInfo?.(session.nodeId, undefined);
       }
@@ -226,13 +238,19 @@ export class SmController {
     return s;
   }
 
-  #withTimeout<T>(what: string, ms: number, register: (w: Waiter<T>) => void): Promise<T> {
+  /** `register` may return an undo, run on timeout so a late reply or send finds nothing. */
+  #withTimeout<T>(
+    what: string,
+    ms: number,
+    register: (w: Waiter<T>) => (() => void) | void,
+  ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new AosError("timeout", `${what}: no reply within ${ms} ms`)),
-        ms,
-      );
-      register({
+      let undo: (() => void) | void = undefined;
+      const timer = setTimeout(() => {
+        undo?.();
+        reject(new AosError("timeout", `${what}: no reply within ${ms} ms`));
+      }, ms);
+      undo = register({
         resolve: (v) => {
           clearTimeout(timer);
           resolve(v);
@@ -260,7 +278,9 @@ export class SmController {
     const reply = this.#withTimeout<NodeConfigStatus>(
       `${what} on ${nodeId}`,
       this.#o.syncTimeoutMs ?? SYNC_REQUEST_TIMEOUT_MS,
-      (w) => (s.configWaiter = w),
+      (w) => {
+        s.configWaiter = w;
+      },
     );
     s.stream.write(msg);
     try {
@@ -313,8 +333,14 @@ export class SmController {
             SMIncomingMessage: { $case: "updateInstances", updateInstances: update },
           });
         };
+        const held = { waiter, send };
         if (s.connectSnapshotSeen) send();
-        else s.heldUpdates.push({ waiter, send });
+        else s.heldUpdates.push(held);
+        // Timed out: a held update is never sent late, and a later snapshot ends no batch of it.
+        return () => {
+          s.heldUpdates = s.heldUpdates.filter((h) => h !== held);
+          s.snapshotWaiters = s.snapshotWaiters.filter((w) => w !== waiter);
+        };
       },
     );
   }
@@ -334,7 +360,11 @@ export class SmController {
 
   /** Ends every stream. */
   close(): void {
-    for (const s of this.#nodes.values()) s.stream.end();
+    const err = new AosError("canceled", "SM controller closed");
+    for (const s of this.#nodes.values()) {
+      s.failPending(err);
+      s.stream.end();
+    }
     this.#nodes.clear();
   }
 }

@@ -23,9 +23,10 @@ function active(itemId: string): InstanceStatus {
 }
 
 /** A controller on a real gRPC server and a raw SM stream the test drives message by message. */
-async function setup() {
+async function setup(updateTimeoutMs?: number) {
   const connected = new Channel<string>();
   const controller = new SmController({
+    ...(updateTimeoutMs ? { updateTimeoutMs } : {}),
     blobBaseUrl: "http://localhost:8094/blobs",
     hasBlob: () => Promise.resolve(false),
     listener: { smInfo: (id, info) => info && connected.trySend(id) },
@@ -53,6 +54,7 @@ async function setup() {
     }
   };
   return {
+    client,
     controller,
     connected,
     send,
@@ -98,4 +100,53 @@ Deno.test("SM controller: an update held for the connect snapshot fails when the
   const done = t.controller.updateInstances("node1", { startInstances: [], stopInstances: [] });
   t.stream.end();
   await assert.rejects(done, /disconnected/);
+});
+
+Deno.test("SM controller: an update held on a stream the SM replaced fails at once", async () => {
+  // Before the fix only the update's own timeout ended it: a short one makes that a clear failure.
+  await using t = await setup(5_000);
+  t.send({ $case: "smInfo", smInfo: { nodeId: "node2", runtimes: [], resources: [] } });
+  assert.equal(await t.connected.receive(), "node2");
+  const held = t.controller.updateInstances("node2", { startInstances: [], stopInstances: [] });
+  // The SM reconnects on a new stream before its connect snapshot.
+  const second = t.client.registerSm();
+  second.on("error", () => {});
+  second.on("data", () => {});
+  second.write({
+    SMOutgoingMessage: {
+      $case: "smInfo",
+      smInfo: { nodeId: "node2", runtimes: [], resources: [] },
+    },
+  });
+  await assert.rejects(held, /reconnected on a new stream/);
+  second.cancel();
+});
+
+Deno.test("SM controller: an update that timed out while held is never sent late", async () => {
+  await using t = await setup(150);
+  t.send({ $case: "smInfo", smInfo: { nodeId: "node3", runtimes: [], resources: [] } });
+  assert.equal(await t.connected.receive(), "node3");
+  const ident = (itemId: string) => ({
+    itemId,
+    subjectId: "s",
+    instance: 0n,
+    type: 0,
+    preinstalled: false,
+  });
+  const stale = t.controller.updateInstances("node3", {
+    startInstances: [],
+    stopInstances: [ident("stale")],
+  });
+  await assert.rejects(stale, /no reply within 150 ms/);
+  // A newer update is held too; the connect snapshot releases only that one.
+  const fresh = t.controller.updateInstances("node3", {
+    startInstances: [],
+    stopInstances: [ident("fresh")],
+  });
+  t.send({ $case: "nodeInstancesStatus", nodeInstancesStatus: { instances: [] } });
+  const sent = await t.next("updateInstances");
+  assert.ok(sent.$case === "updateInstances");
+  assert.deepEqual(sent.updateInstances.stopInstances.map((i) => i.itemId), ["fresh"]);
+  t.send({ $case: "nodeInstancesStatus", nodeInstancesStatus: { instances: [active("svc")] } });
+  assert.deepEqual((await fresh).map((s) => s.state), ["active"]);
 });
