@@ -587,8 +587,10 @@ export async function verifySignature(
     }
     if (!params) return false;
     const key = createPublicKey({ key: Buffer.from(spki), format: "der", type: "spki" });
-    // An EC key under an RSA or EdDSA algorithm must not verify.
-    if (key.asymmetricKeyType === "ec") return false;
+    // The key must be of the algorithm's kind: e.g. a DSA key under an RSA OID or an Ed448 key
+    // under the Ed25519 OID must not verify.
+    const keyTypes = params.hash === null ? ["ed25519"] : ["rsa", "rsa-pss"];
+    if (!keyTypes.includes(key.asymmetricKeyType ?? "")) return false;
     const opts = params.pss
       ? { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: params.pss.saltLength }
       : { key };

@@ -1,0 +1,44 @@
+import assert from "node:assert/strict";
+import { generateKeyPairSync, sign } from "node:crypto";
+import { decodeDer, der } from "./der.ts";
+import { verifySignature } from "./pkix.ts";
+
+const SHA256_WITH_RSA = "1.2.840.113549.1.1.11";
+const ED25519 = "1.3.101.112";
+
+function spkiOf(pub: ReturnType<typeof generateKeyPairSync>["publicKey"]): Uint8Array {
+  return new Uint8Array(pub.export({ format: "der", type: "spki" }) as Uint8Array);
+}
+
+Deno.test({
+  name: "pkix: a signature verifies only with a key of the algorithm's kind",
+  permissions: "none",
+  async fn() {
+    const data = new TextEncoder().encode("to be signed");
+    const rsaAlg = decodeDer(der.sequence(der.oid(SHA256_WITH_RSA), der.null()), "alg");
+    const edAlg = decodeDer(der.sequence(der.oid(ED25519)), "alg");
+
+    const rsa = generateKeyPairSync("rsa", { modulusLength: 2048 });
+    assert.ok(
+      await verifySignature(
+        rsaAlg,
+        spkiOf(rsa.publicKey),
+        data,
+        sign("sha256", data, rsa.privateKey),
+      ),
+    );
+    // A DSA key's valid SHA-256 signature under an RSA algorithm id.
+    const dsa = generateKeyPairSync("dsa", { modulusLength: 2048, divisorLength: 256 });
+    const dsaSig = sign("sha256", data, dsa.privateKey);
+    assert.equal(await verifySignature(rsaAlg, spkiOf(dsa.publicKey), data, dsaSig), false);
+
+    const ed = generateKeyPairSync("ed25519");
+    assert.ok(
+      await verifySignature(edAlg, spkiOf(ed.publicKey), data, sign(null, data, ed.privateKey)),
+    );
+    // An Ed448 key's valid signature under the Ed25519 algorithm id.
+    const ed448 = generateKeyPairSync("ed448");
+    const ed448Sig = sign(null, data, ed448.privateKey);
+    assert.equal(await verifySignature(edAlg, spkiOf(ed448.publicKey), data, ed448Sig), false);
+  },
+});
