@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
-import { generateKeyPairSync, sign } from "node:crypto";
+import { generateKeyPairSync, type KeyObject, sign } from "node:crypto";
 import { decodeDer, der } from "./der.ts";
 import { verifySignature } from "./pkix.ts";
 
 const SHA256_WITH_RSA = "1.2.840.113549.1.1.11";
 const ED25519 = "1.3.101.112";
 
-function spkiOf(pub: ReturnType<typeof generateKeyPairSync>["publicKey"]): Uint8Array {
+function spkiOf(pub: KeyObject): Uint8Array {
   return new Uint8Array(pub.export({ format: "der", type: "spki" }) as Uint8Array);
 }
 
