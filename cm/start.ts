@@ -88,10 +88,12 @@ export async function start(ctx: StartContext<CmConfig>): Promise<AsyncDisposabl
     } = {};
     const alerts = new AlertSender({
       // Stored until acked: alerts a CM crash would lose otherwise (nothing supersedes them,
-      // unlike unit statuses, which a full status on reconnect replaces).
+      // unlike unit statuses, which a full status on reconnect replaces). Batches go to the
+      // durable outbox while the cloud is offline too (it delivers them on connect; its alerts
+      // group is bounded), instead of waiting in memory, where a crash would lose them.
       send: (m) => late.link?.send(m, { persist: { group: "alerts" } }),
       sendPeriodMs: cfg.alerts.sendPeriod,
-      connected: () => late.link?.connected ?? false,
+      connected: () => late.link !== undefined,
       logger: logger.child({ module: "alerts" }),
     });
     stack.add("alerts", () => alerts[Symbol.dispose]());
