@@ -113,11 +113,21 @@ export function readName(el: DerElement, what: string): NameAttribute[][] {
   });
 }
 
+/**
+ * RFC 4514 escaping of one value. Control characters become `\XX` hex pairs, so a name read
+ * from an untrusted certificate cannot break a log line or an error message apart.
+ */
 function escapeDnValue(value: string): string {
-  let out = value.replace(/[\\,+"<>;=]/g, (c) => `\\${c}`);
-  if (out.startsWith("#") || out.startsWith(" ")) out = `\\${out}`;
-  if (out.endsWith(" ") && out.length > 1) out = `${out.slice(0, -1)}\\ `;
-  return out;
+  const chars = [...value];
+  return chars.map((c, i) => {
+    if (/[\\,+"<>;=]/.test(c)) return `\\${c}`;
+    const code = c.codePointAt(0)!;
+    if (code < 0x20 || code === 0x7f) {
+      return `\\${code.toString(16).padStart(2, "0").toUpperCase()}`;
+    }
+    const edge = (i === 0 && (c === "#" || c === " ")) || (i === chars.length - 1 && c === " ");
+    return edge ? `\\${c}` : c;
+  }).join("");
 }
 
 /** Formats parsed RDNs as `CN=x,O=y` (encoded order, `+` inside an RDN, RFC 4514 escaping). */
@@ -153,7 +163,12 @@ function splitUnescaped(text: string, seps: string): { part: string; sep: string
 function unescapeValue(raw: string, subject: string): string {
   // Trailing spaces are insignificant unless escaped (`CN=a\\ `).
   let v = raw.trimStart();
-  while (v.endsWith(" ") && !v.endsWith("\\ ")) v = v.slice(0, -1);
+  const escapedAt = (end: number) => {
+    let n = 0;
+    while (end - 1 - n >= 0 && v[end - 1 - n] === "\\") n++;
+    return n % 2 === 1; // an odd run of backslashes escapes the character at `end`
+  };
+  while (v.endsWith(" ") && !escapedAt(v.length - 1)) v = v.slice(0, -1);
   if (v.startsWith('"') && v.endsWith('"') && v.length >= 2) v = v.slice(1, -1);
   if (v.startsWith("#")) {
     throw new AosError(

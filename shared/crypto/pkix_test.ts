@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { generateKeyPairSync, type KeyObject, sign } from "node:crypto";
-import { decodeDer, der } from "./der.ts";
+import { formatName, parseName } from "./certificate.ts";
+import { decodeDer, der, derChildren } from "./der.ts";
 import { verifySignature } from "./pkix.ts";
 
 const SHA256_WITH_RSA = "1.2.840.113549.1.1.11";
@@ -42,3 +43,33 @@ Deno.test({
     assert.equal(await verifySignature(edAlg, spkiOf(ed448.publicKey), data, ed448Sig), false);
   },
 });
+
+Deno.test({
+  name: "pkix: names escape control characters and edge spaces, and parse back",
+  permissions: "none",
+  fn() {
+    const cases: [string, string][] = [
+      ["CN=line\\0Abreak", "line\nbreak"],
+      ["CN=\\ ", " "],
+      ["CN=\\ a\\ ", " a "],
+      ["CN=\\#x", "#x"],
+      ["CN=a\\,b", "a,b"],
+      ["CN=del\\7F", "del\x7f"],
+    ];
+    for (const [text, value] of cases) {
+      assert.equal(formatName(parseName(text)), text, text);
+      assert.deepEqual(parseRdnValue(text), value, text);
+    }
+    // An escaped backslash before a trailing space: the space is not escaped, so it goes.
+    assert.equal(formatName(parseName("CN=a\\\\ ")), "CN=a\\\\");
+  },
+});
+
+/** The single CN value of a DN text, as stored in the DER. */
+function parseRdnValue(text: string): string {
+  const der = parseName(text);
+  // SEQUENCE { SET { SEQUENCE { OID, value } } }: the value's string is the last TLV.
+  const s = decodeDer(der, "name");
+  const value = derChildren(derChildren(derChildren(s, "n")[0]!, "rdn")[0]!, "atv")[1]!;
+  return new TextDecoder().decode(value.value);
+}
