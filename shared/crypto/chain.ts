@@ -6,12 +6,16 @@
  * carry keyCertSign when they have a keyUsage extension, and respect pathLenConstraint. The
  * leaf's own key usage is not checked (upstream accepts any usage for blob signing). A certificate
  * with a critical extension this code does not process (e.g. nameConstraints) is rejected, as
- * RFC 5280 requires.
+ * RFC 5280 requires. When an issuer that signed fails a check, path building tries the other
+ * candidates (bounded by MAX_PATH_ATTEMPTS) before reporting the first failure.
  * @module
  */
 import { AosError } from "../core/errors.ts";
 import type { Certificate } from "./certificate.ts";
 import { bytesEqual } from "./pem.ts";
+
+/** Most candidate issuers one path search tries. */
+const MAX_PATH_ATTEMPTS = 64;
 
 /** Why a chain was rejected. */
 export type ChainFailure =
@@ -124,9 +128,14 @@ export async function verifyChain(
   const isRoot = (c: Certificate) => opts.roots.some((r) => bytesEqual(r.der, c.der));
   // Roots first, so that a root is preferred over a cross-signed intermediate of the same name.
   const pool = [...opts.roots, ...(opts.intermediates ?? [])];
-  const chain: Certificate[] = [leaf];
-  let current = leaf;
-  for (;;) {
+  // Each candidate issuer tried costs a signature check: bound the search (same-name
+  // certificates cross-signing each other could otherwise branch at every level).
+  let budget = MAX_PATH_ATTEMPTS;
+  let exhausted = false;
+
+  /** Extends `chain` (its last certificate verified so far) to a root; throws the first failure. */
+  const extend = async (chain: Certificate[]): Promise<Certificate[]> => {
+    const current = chain.at(-1)!;
     checkValidity(current, now, prefix);
     if (isRoot(current)) return chain;
     if (chain.length >= maxLength) {
@@ -147,25 +156,35 @@ export async function verifyChain(
           : `${prefix}: chain does not end at the root CA (no certificate for issuer "${current.issuer}" of "${current.subject}")`,
       );
     }
-    let issuer: Certificate | undefined;
-    for (const c of candidates) {
-      if (await current.isSignedBy(c)) {
-        issuer = c;
-        break;
+    // Another candidate may succeed where the first that signed fails (e.g. an expired
+    // re-issue of the same intermediate listed first): report the first failure only when
+    // none works.
+    let firstFailure: unknown;
+    for (const issuer of candidates) {
+      if (--budget < 0) {
+        exhausted = true;
+        throw new ChainError(
+          "untrusted",
+          `${prefix}: path search gave up after ${MAX_PATH_ATTEMPTS} candidates`,
+        );
+      }
+      if (!(await current.isSignedBy(issuer))) continue;
+      try {
+        // CAs strictly between the leaf and this issuer (self-issued ones do not count).
+        const casBelow = chain.slice(1).filter((c) => !c.isSelfIssued).length;
+        checkIssuer(issuer, isRoot(issuer), casBelow, prefix);
+        return await extend([...chain, issuer]);
+      } catch (err) {
+        if (!(err instanceof ChainError) || exhausted) throw err;
+        firstFailure ??= err;
       }
     }
-    if (!issuer) {
-      throw new ChainError(
-        "badSignature",
-        `${prefix}: signature of "${current.subject}" does not verify with issuer "${
-          candidates[0]?.subject
-        }"`,
-      );
-    }
-    // CAs strictly between the leaf and this issuer (self-issued ones do not count, RFC 5280).
-    const casBelow = chain.slice(1).filter((c) => !c.isSelfIssued).length;
-    checkIssuer(issuer, isRoot(issuer), casBelow, prefix);
-    chain.push(issuer);
-    current = issuer;
-  }
+    throw firstFailure ?? new ChainError(
+      "badSignature",
+      `${prefix}: signature of "${current.subject}" does not verify with issuer "${
+        candidates[0]?.subject
+      }"`,
+    );
+  };
+  return await extend([leaf]);
 }
