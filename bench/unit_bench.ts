@@ -4,7 +4,8 @@
  * gone, the RSS of every process at rest, and the cloud message parse rate of CM's protocol
  * layer. Prints figures; asserts nothing.
  *
- * Usage (root): deno run -A bench/unit_bench.ts [--counts 1,10,20]
+ * Usage (root): deno run -A bench/unit_bench.ts [--counts 1,10,20] [--bundles DIR]
+ * (`--bundles`: run the bundles that `deno run -A compile.ts --out DIR` writes)
  * @module
  */
 import { join } from "node:path";
@@ -74,7 +75,22 @@ const cloud = await startDevcloud({
   logger: nullLogger,
 });
 const layout = await writeLocalUnit(join(root, "unit"), cloud);
-const unit = await startLocalUnit(cloud, layout);
+// `--bundles DIR`: run the bundles `compile.ts --out DIR` wrote (what the binaries embed).
+const bundles = option("--bundles", "");
+const unit = await startLocalUnit(cloud, layout, {
+  ...(bundles
+    ? {
+      mains: {
+        iam: join(bundles, "iam.bundle.js"),
+        sm: join(bundles, "sm.bundle.js"),
+        cm: join(bundles, "cm.bundle.js"),
+      },
+    }
+    : {}),
+});
+console.log(
+  bundles ? `components run from the bundles in ${bundles}` : "components run from source",
+);
 try {
   console.log(`desiredStatus parse + validate: ${Math.round(parseRate())} messages/s`);
   await new Promise((r) => setTimeout(r, 3000));

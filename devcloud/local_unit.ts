@@ -163,7 +163,13 @@ export interface LocalUnit extends AsyncDisposable {
 export async function startLocalUnit(
   cloud: Devcloud,
   layout: LocalUnitLayout,
-  options: { logger?: Logger; password?: string; timeoutMs?: number } = {},
+  options: {
+    logger?: Logger;
+    password?: string;
+    timeoutMs?: number;
+    /** Modules to run instead of each component's `main.ts` (e.g. `compile.ts` bundles). */
+    mains?: Partial<Record<"iam" | "sm" | "cm", string>>;
+  } = {},
 ): Promise<LocalUnit> {
   const log = options.logger ?? nullLogger;
   const processes: ComponentProcess[] = [];
@@ -186,7 +192,8 @@ export async function startLocalUnit(
     log.info("provisioning the unit through IAM's provisioning API");
     const prov = await startComponent(
       "iam",
-      (await commandFor("iam", ["-c", layout.iamConfig, "-p"])).args,
+      (await commandFor("iam", ["-c", layout.iamConfig, "-p"], { main: options.mains?.iam }))
+        .args,
     );
     try {
       await provisionNode({
@@ -205,7 +212,8 @@ export async function startLocalUnit(
       ]] as const
     ) {
       log.info(`starting ${name} under its permission manifest`);
-      processes.push(await startComponent(name, (await commandFor(name, ["-c", config])).args));
+      const { args } = await commandFor(name, ["-c", config], { main: options.mains?.[name] });
+      processes.push(await startComponent(name, args));
     }
     await waitFor(
       "the unit's first status",

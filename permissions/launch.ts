@@ -21,8 +21,14 @@ export function mainModule(component: string): string {
   return fileURLToPath(new URL(`../${component}/main.ts`, import.meta.url));
 }
 
+/** Options of {@link commandFor}. */
+export interface CommandOptions {
+  /** The module to run instead of the member's `main.ts`, e.g. a bundle `compile.ts` wrote. */
+  main?: string | undefined;
+}
+
 /** The full `deno run` command line for a component (without the deno binary). */
-export async function commandFor(component: string, argv: string[]) {
+export async function commandFor(component: string, argv: string[], options: CommandOptions = {}) {
   if (!isComponent(component)) {
     throw new AosError(
       "invalidArgument",
@@ -41,7 +47,14 @@ export async function commandFor(component: string, argv: string[]) {
   return {
     flags,
     manifest: resolved.manifest,
-    args: ["run", ...flags, ...RUNTIME_FLAGS, mainModule(component), ...rest, ...extra],
+    args: [
+      "run",
+      ...flags,
+      ...RUNTIME_FLAGS,
+      options.main ?? mainModule(component),
+      ...rest,
+      ...extra,
+    ],
   };
 }
 

@@ -7,6 +7,7 @@ import { fileURLToPath } from "node:url";
 import { commandFor, mainModule } from "../permissions/launch.ts";
 import { RUNTIME_FLAGS } from "../permissions/mod.ts";
 import { planCompile } from "../compile.ts";
+import { startComponent, waitFor } from "../devcloud/process.ts";
 import { writeSampleUnit } from "./fixtures/configs.ts";
 
 const compileScript = fileURLToPath(new URL("../compile.ts", import.meta.url));
@@ -51,7 +52,7 @@ Deno.test("compile plan: each role's binaries carry their component's exact flag
   }
 });
 
-Deno.test("compile.ts without DENORT_BIN writes the manifest and build script, skips binaries", async () => {
+Deno.test("compile.ts without DENORT_BIN writes bundles, the manifest and build script, skips binaries", async () => {
   const unit = await writeSampleUnit();
   try {
     const out = `${unit.root}/dist`;
@@ -82,7 +83,27 @@ Deno.test("compile.ts without DENORT_BIN writes the manifest and build script, s
     assert.ok(manifest.cm.flags.every((f: string) => !f.startsWith("--allow-run")));
     const script = await Deno.readTextFile(`${out}/build-main.sh`);
     assert.equal(script.match(/^deno compile /gm)?.length, 3);
+    assert.equal(script.match(/^deno bundle /gm)?.length, 3);
     await assert.rejects(() => Deno.stat(`${out}/aos-iam`), Deno.errors.NotFound);
+
+    // The bundles were built; one runs under its component's exact flags.
+    for (const c of ["iam", "sm", "cm"]) {
+      assert.equal(manifest[c].bundle, `${out}/${c}.bundle.js`);
+      assert.ok((await Deno.stat(manifest[c].bundle)).size > 100_000);
+    }
+    const { args } = await commandFor("iam", ["-c", unit.iamConfig, "-p"], {
+      main: manifest.iam.bundle,
+    });
+    assert.ok(args.includes(manifest.iam.bundle));
+    const iam = await startComponent("iam", args);
+    try {
+      await waitFor("iam started from its bundle", () => / iam started /.test(iam.log()), 30_000)
+        .catch((err) => {
+          throw new Error(`${err}\n${iam.log()}`);
+        });
+    } finally {
+      await iam.stop();
+    }
   } finally {
     await Deno.remove(unit.root, { recursive: true });
   }
