@@ -21,7 +21,8 @@
  *    after the runs.
  *
  * Usage (root, runc, busybox-static): `deno run -A bench/cm_bench.ts [--instances 20]
- * [--rounds 3] [--messages 1000] [--window 64] [--cm-v8-flags --max-old-space-size=40]`
+ * [--rounds 3] [--messages 1000] [--window 64] [--cm-v8-flags --max-old-space-size=40]
+ * [--bundles DIR]` (`--bundles`: the unit runs the bundles `compile.ts --out DIR` wrote)
  * @module
  */
 import { join } from "node:path";
@@ -65,6 +66,15 @@ const MESSAGES = Number(arg("messages", "1000"));
 /** V8 flags for the `cm` process (e.g. `--max-old-space-size=40`), to see their effect on RSS. */
 const CM_V8_FLAGS = arg("cm-v8-flags", "");
 const WINDOW = Number(arg("window", "64"));
+/** `--bundles DIR`: the unit runs the bundles `compile.ts --out DIR` wrote (what binaries embed). */
+const BUNDLES = arg("bundles", "");
+const MAINS = BUNDLES
+  ? {
+    iam: join(BUNDLES, "iam.bundle.js"),
+    sm: join(BUNDLES, "sm.bundle.js"),
+    cm: join(BUNDLES, "cm.bundle.js"),
+  }
+  : undefined;
 const BURST = 200;
 
 const best = (xs: number[]) => Math.min(...xs);
@@ -267,7 +277,8 @@ async function main(): Promise<void> {
     for (let attempt = 1; !unit; attempt++) {
       layout = await writeLocalUnit(join(root, `unit${attempt}`), cloud);
       try {
-        unit = await startLocalUnit(cloud, layout);
+        unit = await startLocalUnit(cloud, layout, MAINS ? { mains: MAINS } : {});
+        if (MAINS) console.log(`the unit runs the bundles in ${BUNDLES}`);
       } catch (err) {
         if (attempt >= 3 || !/EADDRINUSE/.test(String(err))) throw err;
       }
@@ -293,7 +304,7 @@ async function measureUnit(
   let cm = unit.processes.find((p) => p.name === "cm")!;
   if (CM_V8_FLAGS) {
     await cm.stop(15_000);
-    const args = (await commandFor("cm", ["-c", layout.cmConfig])).args;
+    const args = (await commandFor("cm", ["-c", layout.cmConfig], { main: MAINS?.cm })).args;
     args.splice(1, 0, `--v8-flags=${CM_V8_FLAGS}`);
     let full = 0;
     const off = cloud.subscribe((e) => {
