@@ -4,7 +4,7 @@
  * gone, the RSS of every process at rest, and the cloud message parse rate of CM's protocol
  * layer. Prints figures; asserts nothing.
  *
- * Usage (root): deno run -A bench/unit_bench.ts [--counts 1,10,20] [--bundles DIR]
+ * Usage (root): deno run -A bench/unit_bench.ts [--counts 1,10,20] [--bundles DIR] [--settle 40]
  * (`--bundles`: run the bundles that `deno run -A compile.ts --out DIR` writes)
  * @module
  */
@@ -96,6 +96,17 @@ try {
   await new Promise((r) => setTimeout(r, 3000));
   for (const p of unit.processes) {
     console.log(`RSS at rest, ${p.name}: ${(await rssMb(p.pid)).toFixed(1)} MB`);
+  }
+  // Idle for a while, V8 shrinks the heap it grew during start-up (measured: 15–30 s after
+  // start); `--settle 0` skips this.
+  const settle = Number(option("--settle", "40"));
+  if (settle > 0) {
+    await new Promise((r) => setTimeout(r, settle * 1000));
+    for (const p of unit.processes) {
+      console.log(
+        `RSS idle ${settle + 3} s after start, ${p.name}: ${(await rssMb(p.pid)).toFixed(1)} MB`,
+      );
+    }
   }
   for (const [i, n] of counts.entries()) {
     const name = `bench${i}`;
