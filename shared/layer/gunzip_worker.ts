@@ -171,9 +171,23 @@ export function gunzipInWorker(
 ): ReadableStream<Uint8Array> {
   // First, so that when no worker can start the source is still untouched.
   const worker = new Worker(workerUrl(), { type: "module" });
-  const it = source instanceof ReadableStream
-    ? source.values({ preventCancel: false })
-    : source[Symbol.asyncIterator]();
+  // A stream is read through its own reader, so a stop can cancel a read that is still pending
+  // (an iterator's return() would queue behind it while the source stalls).
+  let cancelSource: ((reason?: unknown) => Promise<void>) | undefined;
+  let it: AsyncIterator<Uint8Array>;
+  if (source instanceof ReadableStream) {
+    const reader = source.getReader();
+    cancelSource = (reason) => reader.cancel(reason).catch(() => {});
+    it = {
+      next: () => reader.read() as Promise<IteratorResult<Uint8Array>>,
+      return: async (reason) => {
+        await reader.cancel(reason).catch(() => {});
+        return { done: true, value: undefined };
+      },
+    };
+  } else {
+    it = source[Symbol.asyncIterator]();
+  }
   const input = batched(it, BATCH, takeChunks);
   const queue: Uint8Array[] = [];
   /** Count of chunks taken when each posted batch will have been taken: then its credit returns. */
@@ -192,6 +206,7 @@ export function gunzipInWorker(
     if (finished) return;
     finished = true;
     worker.terminate();
+    await cancelSource?.(reason);
     await input.return(undefined).catch(() => {});
     await it.return?.(reason).catch(() => {});
   };

@@ -144,3 +144,34 @@ Deno.test("extractLayer inflates in this thread when no Worker can start", async
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("gunzipInWorker: cancel ends promptly and cancels a source whose read is stalled", async () => {
+  const before = workerThreads();
+  const gz = await gzip(sample(64 * 1024));
+  let cancelled: unknown;
+  let pulls = 0;
+  let stalled!: () => void;
+  const stalling = new Promise<void>((r) => (stalled = r));
+  // The first half of the layer, then the source never delivers again (a stalled network read).
+  const source = new ReadableStream<Uint8Array>({
+    pull(c) {
+      if (++pulls === 1) {
+        c.enqueue(gz.slice(0, gz.length >> 1));
+        return;
+      }
+      stalled();
+      return new Promise(() => {});
+    },
+    cancel(reason) {
+      cancelled = reason;
+    },
+  }, { highWaterMark: 0 });
+  const reader = gunzipInWorker(source).getReader();
+  const pending = reader.read();
+  await stalling;
+  // Before, cancel waited behind the pending source read forever.
+  await reader.cancel("stop");
+  assert.equal((await pending).done, true);
+  assert.equal(cancelled, "stop");
+  await assertWorkersEnded(before);
+});
