@@ -9,6 +9,7 @@
  * @module
  */
 import { Buffer } from "node:buffer";
+import { toBytes } from "../core/bytes.ts";
 import { AosError } from "../core/errors.ts";
 
 /** Largest DER input we decode: certificates and CSRs are a few KiB. */
@@ -424,13 +425,8 @@ export function encodeTlv(tag: number, content: Uint8Array): DerBytes {
 }
 
 function concat(parts: readonly Uint8Array[]): DerBytes {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  // toBytes joins a list into a fresh buffer of its own (never a shared one).
+  return toBytes(parts) as DerBytes;
 }
 
 function compareBytes(a: Uint8Array, b: Uint8Array): number {
