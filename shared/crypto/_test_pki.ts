@@ -102,15 +102,18 @@ export async function makeRoot(
   return cert;
 }
 
-/** Issues `<name>.pem` (new key `<name>.key`) from CA `<ca>.pem`/`<ca>.key`; returns the cert path. */
+/**
+ * Issues `<name>.pem` from CA `<ca>.pem`/`<ca>.key`, for a new key `<name>.key` or for an
+ * existing key file (`opts.key`, e.g. to re-issue a certificate); returns the cert path.
+ */
 export async function issue(
   dir: string,
   name: string,
   subj: string,
   ca: string,
-  opts: { type?: TestKeyType; days?: number; ext?: string; serial?: string } = {},
+  opts: { type?: TestKeyType; days?: number; ext?: string; serial?: string; key?: string } = {},
 ): Promise<string> {
-  const key = await genKey(dir, name, opts.type ?? "ec");
+  const key = opts.key ?? await genKey(dir, name, opts.type ?? "ec");
   const csr = join(dir, `${name}.csr`);
   const cert = join(dir, `${name}.pem`);
   const extFile = join(dir, `${name}.ext`);
