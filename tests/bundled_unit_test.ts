@@ -17,9 +17,9 @@ import {
   writeLocalUnit,
 } from "../devcloud/local_unit.ts";
 import { waitFor } from "../devcloud/process.ts";
-import { mountsUnder } from "../sm/runtime/rootfs.ts";
 import { smSkipReason } from "./fixtures/sm_unit.ts";
 import { writeSampleUnit } from "./fixtures/configs.ts";
+import { tearDownUnit } from "./fixtures/unit_teardown.ts";
 
 const repoRoot = fileURLToPath(new URL("..", import.meta.url));
 const skip = await smSkipReason();
@@ -80,16 +80,10 @@ Deno.test({
         60_000,
       );
     } finally {
-      const left = unit ? await unit.stop() : undefined;
-      const mounts = await mountsUnder(root, 8).catch(() => [] as string[]);
-      for (const mp of mounts) {
-        await new Deno.Command("umount", { args: ["-l", mp] }).output().catch(() => {});
-      }
-      await cloud.close();
-      await Deno.remove(root, { recursive: true }).catch(() => {});
+      const left = await tearDownUnit({ unit, cloud, root });
       await Deno.remove(sample.root, { recursive: true }).catch(() => {});
-      assert.deepEqual(left?.containers ?? [], [], "containers left at stop");
-      assert.deepEqual(mounts, [], "mounts left at stop");
+      assert.deepEqual(left.containers, [], "containers left at stop");
+      assert.deepEqual(left.mounts, [], "mounts left at stop");
     }
   },
 });

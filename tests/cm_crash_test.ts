@@ -33,7 +33,7 @@ import {
 } from "../devcloud/local_unit.ts";
 import { startComponent, waitFor } from "../devcloud/process.ts";
 import { commandFor } from "../permissions/launch.ts";
-import { mountsUnder } from "../sm/runtime/rootfs.ts";
+import { tearDownUnit } from "./fixtures/unit_teardown.ts";
 
 const SERVICE = "layered";
 /** Each extra layer: incompressible, so its blob is about this large. */
@@ -516,16 +516,10 @@ async function crashMidDownload(fault: CloudFault): Promise<void> {
     failed = false;
   } finally {
     held.off?.();
-    const left = held.unit ? await held.unit.stop() : undefined;
-    const mounts = await mountsUnder(root, 8).catch(() => [] as string[]);
-    for (const mp of mounts) {
-      await new Deno.Command("umount", { args: ["-l", mp] }).output().catch(() => {});
-    }
-    await held.cloud?.close();
-    await Deno.remove(root, { recursive: true }).catch(() => {});
+    const left = await tearDownUnit({ unit: held.unit, cloud: held.cloud, root });
     if (!failed) {
-      assert.deepEqual(left?.containers ?? [], [], "containers left at stop");
-      assert.deepEqual(mounts, [], "mounts left at stop");
+      assert.deepEqual(left.containers, [], "containers left at stop");
+      assert.deepEqual(left.mounts, [], "mounts left at stop");
     }
   }
 }

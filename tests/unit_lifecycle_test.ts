@@ -25,6 +25,7 @@ import {
 import { type ComponentProcess, startComponent, waitFor } from "../devcloud/process.ts";
 import { commandFor } from "../permissions/launch.ts";
 import { mountsUnder } from "../sm/runtime/rootfs.ts";
+import { tearDownUnit } from "./fixtures/unit_teardown.ts";
 
 const SERVICE = "hello";
 const PAGE_V1 = "hello v1 from the lifecycle test\n";
@@ -388,17 +389,11 @@ Deno.test({
       failed = false;
     } finally {
       held.off?.();
-      const left = held.unit ? await held.unit.stop() : undefined;
-      const mounts = await mountsUnder(root, 8).catch(() => [] as string[]);
-      for (const mp of mounts) {
-        await new Deno.Command("umount", { args: ["-l", mp] }).output().catch(() => {});
-      }
-      await held.cloud?.close();
-      await Deno.remove(root, { recursive: true }).catch(() => {});
+      const left = await tearDownUnit({ unit: held.unit, cloud: held.cloud, root });
       // Only when the steps passed: a leftover after a failure is not the first error.
       if (!failed) {
-        assert.deepEqual(left?.containers ?? [], [], "containers left at stop");
-        assert.deepEqual(mounts, [], "mounts left at stop");
+        assert.deepEqual(left.containers, [], "containers left at stop");
+        assert.deepEqual(left.mounts, [], "mounts left at stop");
       }
     }
   },
