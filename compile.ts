@@ -27,6 +27,20 @@ import {
 /** The repository (its deno.json maps the imports the bundles resolve). */
 const REPO_ROOT = fileURLToPath(new URL(".", import.meta.url));
 
+/** Where `compile.ts --out <outDir>` writes a component's bundle. */
+export function bundlePath(outDir: string, component: Component): string {
+  return join(resolve(outDir), `${component}.bundle.js`);
+}
+
+/** The bundles of a main node's components in `outDir`, as `startLocalUnit`'s `mains`. */
+export function unitBundles(outDir: string): Record<"iam" | "sm" | "cm", string> {
+  return {
+    iam: bundlePath(outDir, "iam"),
+    sm: bundlePath(outDir, "sm"),
+    cm: bundlePath(outDir, "cm"),
+  };
+}
+
 /** Components of each node role. */
 export const ROLES: Record<string, Component[]> = {
   main: ["iam", "sm", "cm"],
@@ -69,7 +83,7 @@ export async function planCompile(
     const flags = manifestToFlags(resolved.manifest);
     assertNoForbiddenFlags(flags);
     const output = join(resolve(outDir), `aos-${component}`);
-    const bundle = join(resolve(outDir), `${component}.bundle.js`);
+    const bundle = bundlePath(outDir, component);
     targets.push({
       component,
       output,

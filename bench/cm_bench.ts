@@ -26,6 +26,7 @@
  * @module
  */
 import { join } from "node:path";
+import { unitBundles } from "../compile.ts";
 import {
   buildBlobUrls,
   buildDesiredStatus,
@@ -68,13 +69,7 @@ const CM_V8_FLAGS = arg("cm-v8-flags", "");
 const WINDOW = Number(arg("window", "64"));
 /** `--bundles DIR`: the unit runs the bundles `compile.ts --out DIR` wrote (what binaries embed). */
 const BUNDLES = arg("bundles", "");
-const MAINS = BUNDLES
-  ? {
-    iam: join(BUNDLES, "iam.bundle.js"),
-    sm: join(BUNDLES, "sm.bundle.js"),
-    cm: join(BUNDLES, "cm.bundle.js"),
-  }
-  : undefined;
+const MAINS = BUNDLES ? unitBundles(BUNDLES) : undefined;
 const BURST = 200;
 
 const best = (xs: number[]) => Math.min(...xs);

@@ -9,6 +9,7 @@
  * @module
  */
 import { join } from "node:path";
+import { unitBundles } from "../compile.ts";
 import {
   buildDesiredStatus,
   buildEnvelope,
@@ -77,17 +78,7 @@ const cloud = await startDevcloud({
 const layout = await writeLocalUnit(join(root, "unit"), cloud);
 // `--bundles DIR`: run the bundles `compile.ts --out DIR` wrote (what the binaries embed).
 const bundles = option("--bundles", "");
-const unit = await startLocalUnit(cloud, layout, {
-  ...(bundles
-    ? {
-      mains: {
-        iam: join(bundles, "iam.bundle.js"),
-        sm: join(bundles, "sm.bundle.js"),
-        cm: join(bundles, "cm.bundle.js"),
-      },
-    }
-    : {}),
-});
+const unit = await startLocalUnit(cloud, layout, bundles ? { mains: unitBundles(bundles) } : {});
 console.log(
   bundles ? `components run from the bundles in ${bundles}` : "components run from source",
 );
