@@ -237,7 +237,8 @@ async function removeTree(path: string): Promise<void> {
 // small bundle, where an async op costs a thread-pool round trip (~0.3 ms each, more under load),
 // and a start makes a few dozen of them.
 
-function existsSync(path: string): Deno.FileInfo | undefined {
+/** The file's info, or undefined when it does not exist. */
+function statOrUndefined(path: string): Deno.FileInfo | undefined {
   try {
     return Deno.statSync(path);
   } catch (err) {
@@ -474,7 +475,7 @@ export class RuncRuntime implements ContainerRuntime {
     );
     const hostBinds: HostBind[] = [];
     for (const p of this.#etcBinds) {
-      if (existsSync(p)) hostBinds.push({ source: p, destination: p, readOnly: true });
+      if (statOrUndefined(p)) hostBinds.push({ source: p, destination: p, readOnly: true });
     }
     const spec = buildRuntimeSpec({
       instanceId: m.id,
@@ -497,7 +498,7 @@ export class RuncRuntime implements ContainerRuntime {
     });
     const fileSources = new Set<string>();
     for (const mt of spec.mounts ?? []) {
-      if (mt.source?.startsWith("/") && existsSync(mt.source)?.isFile) {
+      if (mt.source?.startsWith("/") && statOrUndefined(mt.source)?.isFile) {
         fileSources.add(mt.source);
       }
     }
@@ -549,7 +550,7 @@ export class RuncRuntime implements ContainerRuntime {
   async #launch(m: Managed): Promise<void> {
     // A stale container of the same ID (SM crash) would make `runc run` fail. Its state dir
     // tells without running runc, which costs a process per start.
-    if (existsSync(`${this.#runc.root}/${m.id}`)) await this.#runc.delete(m.id);
+    if (statOrUndefined(`${this.#runc.root}/${m.id}`)) await this.#runc.delete(m.id);
     const runcLog = `${m.bundle}/runc.log`;
     const pidFile = `${m.bundle}/init.pid`;
     removeTreeSync(runcLog);
