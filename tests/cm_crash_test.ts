@@ -25,7 +25,6 @@ import { nullLogger } from "@aos/shared/logger";
 import { type Devcloud, startDevcloud } from "../devcloud/cloud.ts";
 import {
   busyboxServiceManifest,
-  LOCAL_RUNC,
   type LocalUnit,
   startLocalUnit,
   writeBusyboxService,
@@ -33,6 +32,7 @@ import {
 } from "../devcloud/local_unit.ts";
 import { startComponent, waitFor } from "../devcloud/process.ts";
 import { commandFor } from "../permissions/launch.ts";
+import { smSkipReason } from "./fixtures/sm_unit.ts";
 import { tearDownUnit } from "./fixtures/unit_teardown.ts";
 
 const SERVICE = "layered";
@@ -43,18 +43,7 @@ const FIRST_HOLD = 512 * 1024;
 /** The resumed (`Range`) response stops after this many more. */
 const SECOND_HOLD = 256 * 1024;
 
-/** Why this test cannot run here, if it cannot. */
-async function skipReason(): Promise<string | undefined> {
-  if (Deno.uid() !== 0) return "not root (runs real containers)";
-  for (const f of [LOCAL_RUNC, "/bin/busybox", "/usr/bin/setfattr"]) {
-    if (!(await Deno.stat(f).then(() => true, () => false))) {
-      return `${f} is missing (apt-get install runc busybox-static attr)`;
-    }
-  }
-  return undefined;
-}
-
-const skip = await skipReason();
+const skip = await smSkipReason();
 if (skip) console.warn(`cm crash test skipped: ${skip}`);
 
 /** One response of the proxy. */

@@ -25,6 +25,7 @@ import {
 import { type ComponentProcess, startComponent, waitFor } from "../devcloud/process.ts";
 import { commandFor } from "../permissions/launch.ts";
 import { mountsUnder } from "../sm/runtime/rootfs.ts";
+import { smSkipReason } from "./fixtures/sm_unit.ts";
 import { tearDownUnit } from "./fixtures/unit_teardown.ts";
 
 const SERVICE = "hello";
@@ -32,18 +33,7 @@ const PAGE_V1 = "hello v1 from the lifecycle test\n";
 const PAGE_V2 = "hello v2 from the lifecycle test\n";
 const PAGE_V3 = "hello v3 after a dropped cloud connection\n";
 
-/** Why this test cannot run here, if it cannot. */
-async function skipReason(): Promise<string | undefined> {
-  if (Deno.uid() !== 0) return "not root (runs real containers)";
-  for (const f of [LOCAL_RUNC, "/bin/busybox", "/usr/bin/setfattr"]) {
-    if (!(await Deno.stat(f).then(() => true, () => false))) {
-      return `${f} is missing (apt-get install runc busybox-static attr)`;
-    }
-  }
-  return undefined;
-}
-
-const skip = await skipReason();
+const skip = await smSkipReason();
 if (skip) console.warn(`unit lifecycle test skipped: ${skip}`);
 
 const runner = new DenoCommandRunner({ allow: [LOCAL_RUNC] });
