@@ -64,14 +64,18 @@ export const CA_EXT = "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyC
 export const LEAF_EXT = "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n" +
   "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n";
 
-/** Creates a self-signed root CA `<name>.key` / `<name>.pem`; returns the cert path. */
+/**
+ * Creates a self-signed root CA `<name>.pem` for a new key `<name>.key` or an existing key file
+ * (`opts.key`); `opts.sigArgs` are extra `openssl req` signing options (e.g. PSS parameters).
+ * Returns the cert path.
+ */
 export async function makeRoot(
   dir: string,
   name: string,
   subj: string,
-  opts: { type?: TestKeyType; days?: number; ext?: string } = {},
+  opts: { type?: TestKeyType; days?: number; ext?: string; key?: string; sigArgs?: string[] } = {},
 ): Promise<string> {
-  const key = await genKey(dir, name, opts.type ?? "ec");
+  const key = opts.key ?? await genKey(dir, name, opts.type ?? "ec");
   const cert = join(dir, `${name}.pem`);
   const extFile = join(dir, `${name}.ext`);
   await Deno.writeTextFile(
@@ -92,6 +96,7 @@ export async function makeRoot(
     subj,
     "-days",
     String(opts.days ?? 30),
+    ...(opts.sigArgs ?? []),
     "-config",
     extFile,
     "-extensions",

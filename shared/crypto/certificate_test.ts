@@ -111,27 +111,13 @@ Deno.test("certificate: truncated, mutated and oversized DER is rejected with in
 
 async function opensslCa(dir: string, name: string, keyArgs: string[], sigArgs: string[] = []) {
   const key = join(dir, `${name}.key`);
-  const cert = join(dir, `${name}.pem`);
   await openssl(["genpkey", ...keyArgs, "-out", key]);
-  await openssl([
-    "req",
-    "-x509",
-    "-new",
-    "-key",
+  return await makeRoot(dir, name, `/CN=${name}`, {
     key,
-    "-subj",
-    `/CN=${name}`,
-    "-days",
-    "2",
-    ...sigArgs,
-    "-addext",
-    "basicConstraints=critical,CA:TRUE",
-    "-addext",
-    "keyUsage=critical,keyCertSign",
-    "-out",
-    cert,
-  ]);
-  return cert;
+    days: 2,
+    sigArgs,
+    ext: "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\n",
+  });
 }
 
 Deno.test("certificate: signatures by RSA-PSS, P-521 and Ed25519 issuers verify; IPv6 and IAN", async () => {
