@@ -11,7 +11,7 @@
  * Errors answer `{error}` with 400 (bad request), 401, 404 (unknown service/route) or 500.
  * @module
  */
-import { z } from "zod/mini";
+import * as z from "zod/mini";
 import "@aos/shared/zod_en";
 import { AosError, type Logger, nullLogger } from "@aos/shared/core";
 import { toHex } from "@aos/shared/crypto";

@@ -8,7 +8,7 @@
  * @module
  */
 import { join } from "node:path";
-import { z } from "zod/mini";
+import * as z from "zod/mini";
 import { AosError, type Clock, formatAosTime, systemClock } from "@aos/shared/core";
 import { createEncryptStream, hashingStream, toBase64 } from "@aos/shared/crypto";
 import { parseDigest, tryParseDigest } from "@aos/shared/oci";

@@ -14,7 +14,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Buffer } from "node:buffer";
 import { join } from "node:path";
 import { WebSocketServer } from "ws";
-import { z } from "zod/mini";
+import * as z from "zod/mini";
 import "@aos/shared/zod_en";
 import {
   AosError,

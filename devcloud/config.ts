@@ -3,7 +3,7 @@
  * @module
  */
 import { join } from "node:path";
-import { z } from "zod/mini";
+import * as z from "zod/mini";
 import { ciObject, hostPort, path, splitHostPort } from "@aos/shared/config";
 import type { PermissionManifest } from "@aos/shared/permissions";
 

@@ -9,7 +9,7 @@
  * @module
  */
 import { basename, join } from "node:path";
-import { z } from "zod/mini";
+import * as z from "zod/mini";
 import "@aos/shared/zod_en";
 import { AosError } from "@aos/shared/core";
 import { hashingStream, sha256Hex } from "@aos/shared/crypto";

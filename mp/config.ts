@@ -2,7 +2,7 @@
  * `mp.cfg`: upstream keys (case-insensitive) and defaults, resolved.
  * @module
  */
-import { z } from "zod/mini";
+import * as z from "zod/mini";
 import { ciObject, durationOr, hostPort, path } from "@aos/shared/config";
 
 const mpConfigBase = ciObject({

@@ -2,7 +2,7 @@
  * Service discovery: which URL to ask (§1.1 of the protocol digest) and the mTLS POST itself.
  * @module
  */
-import { z } from "zod/mini";
+import * as z from "zod/mini";
 import "@aos/shared/zod_en";
 import { AosError, type Logger, nullLogger } from "@aos/shared/core";
 import { parseCertificate } from "@aos/shared/crypto";

@@ -8,7 +8,7 @@
  * persist it and restore it after a restart.
  * @module
  */
-import { z } from "zod/mini";
+import * as z from "zod/mini";
 import "@aos/shared/zod_en";
 import { AosError } from "@aos/shared/errors";
 

@@ -20,7 +20,7 @@ import type {
   InstanceStatus as WireStatus,
   UpdateInstances,
 } from "@aos/proto/servicemanager/v5/servicemanager.ts";
-import { z } from "zod/mini";
+import * as z from "zod/mini";
 import "@aos/shared/zod_en";
 import { INSTANCE_STATES, type InstanceState } from "@aos/shared/cloudprotocol";
 import { AosError, fromErrorInfo, Mutex, toAosError } from "@aos/shared/core";

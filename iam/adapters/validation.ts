@@ -3,7 +3,7 @@
  * the core. Limits are upstream's where it has one (password 40, DN 128, PEM 64 KiB).
  * @module
  */
-import { z } from "zod/mini";
+import * as z from "zod/mini";
 import "@aos/shared/zod_en";
 import { AosError } from "@aos/shared/errors";
 import { NODE_STATES } from "../core/types.ts";

@@ -4,7 +4,7 @@
  * kept in memory only, and change listeners.
  * @module
  */
-import { z } from "zod/mini";
+import * as z from "zod/mini";
 import "@aos/shared/zod_en";
 import { AosError } from "@aos/shared/errors";
 import type { Logger } from "@aos/shared/logger";

@@ -3,7 +3,7 @@
  * keys case-insensitive, `null` same as absent, unknown keys dropped, missing scalars defaulted.
  * @module
  */
-import { z } from "zod/mini";
+import * as z from "zod/mini";
 import "../core/zod_en.ts";
 import { ciObject } from "../config/schema.ts";
 import { parseAosTime } from "../core/time.ts";

@@ -6,7 +6,7 @@
  * `minTimeout` milliseconds, missing `numInstances`/`priority` the schema defaults 1 / 0.
  * @module
  */
-import { z } from "zod/mini";
+import * as z from "zod/mini";
 import { Buffer } from "node:buffer";
 import { duration } from "../config/schema.ts";
 import { bool, getKey, list, num, optStr, optUint, str, time, uint, wobj } from "./_wire.ts";

@@ -2,7 +2,7 @@
  * Building blocks shared by many cloud protocol v7 messages: identities, `errorInfo`, enums.
  * @module
  */
-import { z } from "zod/mini";
+import * as z from "zod/mini";
 import { ienum, int, optStr, str, uint, wobj } from "./_wire.ts";
 
 /** Protocol version carried in every header. */

@@ -2,7 +2,7 @@
  * Parsing of received cloud protocol v7 envelopes, in either direction.
  * @module
  */
-import { z } from "zod/mini";
+import * as z from "zod/mini";
 import { AosError } from "../core/errors.ts";
 import { formatIssues, getKey, optStr, str, time, wobj } from "./_wire.ts";
 import { PROTOCOL_VERSION } from "./common.ts";

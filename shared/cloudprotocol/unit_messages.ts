@@ -7,7 +7,7 @@
  * `connected`), log status `error` (not `failed`). The schema spellings are accepted on receive.
  * @module
  */
-import { z } from "zod/mini";
+import * as z from "zod/mini";
 import { list, optList, optStr, optUint, str, tagged, time, uint, wobj } from "./_wire.ts";
 import { enums, errorInfoSchema, identitySchema, instanceIdentShape } from "./common.ts";
 

@@ -2,7 +2,7 @@
  * Loads a JSON config file through a zod schema, with one-line errors naming file and key.
  * @module
  */
-import { z } from "zod/mini";
+import * as z from "zod/mini";
 import { AosError } from "../core/errors.ts";
 import "../core/zod_en.ts";
 

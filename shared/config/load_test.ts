@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { z } from "zod/mini";
+import * as z from "zod/mini";
 import { AosError } from "../core/errors.ts";
 import { loadConfigFile, parseConfigText } from "./load.ts";
 import { ciObject, durationOr } from "./schema.ts";

@@ -3,7 +3,7 @@
  * host:port addresses.
  * @module
  */
-import { z } from "zod/mini";
+import * as z from "zod/mini";
 import { parseDuration } from "./duration.ts";
 
 function renameKeys(value: unknown, canonical: readonly string[]): unknown {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { z } from "zod/mini";
+import * as z from "zod/mini";
 import { ciObject, dialAddress, durationOr, hostPort, splitHostPort } from "./schema.ts";
 
 const pure = { permissions: "none" } as const;

@@ -2,7 +2,7 @@ import { createHash, type Hash } from "node:crypto";
 import { mkdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { z } from "zod/mini";
+import * as z from "zod/mini";
 import { AosError, toAosError } from "../core/errors.ts";
 import { type Logger, nullLogger } from "../core/logger.ts";
 import { retry, sleep as realSleep } from "../core/retry.ts";

@@ -3,7 +3,7 @@
  * @module
  */
 
-import { z } from "zod/mini";
+import * as z from "zod/mini";
 import "../core/zod_en.ts";
 import { AosError } from "../core/errors.ts";
 import type { CommandRunner } from "../exec/runner.ts";

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { z } from "zod/mini";
+import * as z from "zod/mini";
 import "../core/zod_en.ts";
 import { AosError } from "../core/errors.ts";
 import { Cidr, formatIpv4, parseIpv4 } from "./cidr.ts";

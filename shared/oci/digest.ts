@@ -2,7 +2,7 @@
  * Content digests (`<algorithm>:<hex>`) as used by OCI descriptors and AosCore blob paths.
  * @module
  */
-import { z } from "zod/mini";
+import * as z from "zod/mini";
 import { AosError } from "../core/errors.ts";
 
 /** Digest algorithms we accept. */

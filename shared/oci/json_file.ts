@@ -2,7 +2,7 @@
  * Bounded, validated JSON load/save for OCI documents; saves are atomic (temp file + rename).
  * @module
  */
-import type { z } from "zod/mini";
+import type * as z from "zod/mini";
 import "../core/zod_en.ts";
 import { dirname } from "node:path";
 import { AosError } from "../core/errors.ts";

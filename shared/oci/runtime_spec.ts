@@ -4,7 +4,7 @@
  * load → save round trip.
  * @module
  */
-import { z } from "zod/mini";
+import * as z from "zod/mini";
 
 const u32 = z.number().check(z.int(), z.nonnegative(), z.lte(0xffff_ffff));
 const int = z.number().check(z.int());

@@ -6,7 +6,7 @@
  * case-insensitively here too and renamed to their canonical spelling.
  * @module
  */
-import { z } from "zod/mini";
+import * as z from "zod/mini";
 import { digestSchema } from "./digest.ts";
 
 function canonicalKeys(value: unknown, canonical: readonly string[]): unknown {

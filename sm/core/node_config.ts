@@ -3,7 +3,7 @@
  * validated, versioned with strictly increasing semver, persisted to `nodeConfigFile`.
  * @module
  */
-import { z } from "zod/mini";
+import * as z from "zod/mini";
 import "@aos/shared/zod_en";
 import { ciObject } from "@aos/shared/config";
 import { AosError, toAosError } from "@aos/shared/errors";

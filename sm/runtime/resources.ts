@@ -3,7 +3,7 @@
  * item asks for into what the bundle needs (gids, device nodes, mounts, env, hosts).
  * @module
  */
-import { z } from "zod/mini";
+import * as z from "zod/mini";
 import { ciObject, loadConfigFile } from "@aos/shared/config";
 import { AosError } from "@aos/shared/core";
 import type { Mount } from "@aos/shared/oci";

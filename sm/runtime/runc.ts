@@ -3,7 +3,7 @@
  * The long-running `run` goes through the spawn port instead (see `spawn.ts`).
  * @module
  */
-import { z } from "zod/mini";
+import * as z from "zod/mini";
 import "@aos/shared/zod_en";
 import { AosError } from "@aos/shared/core";
 import type { CommandRunner } from "@aos/shared/exec";
