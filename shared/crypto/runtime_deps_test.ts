@@ -1,6 +1,9 @@
 /**
  * Keeps the ASN.1 libraries out of the components: `@peculiar/x509` with its asn1 tree costs
  * about 11 MB of RSS per process. Devcloud and test helpers may use it; iam, sm and cm may not.
+ * Also keeps zod tree-shakable in the bundles `compile.ts` builds: `import { z } from "zod/mini"`
+ * (an object of every export) makes the bundler keep all of zod, 48 locales included (~250 KB of
+ * source held by each process); `import * as z` keeps only what is used.
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
@@ -59,6 +62,29 @@ for (const entry of ENTRY_POINTS) {
     assert.deepEqual(bad, [], `${entry} loads ${bad.join(", ")}`);
   });
 }
+
+const ZOD_OBJECT_IMPORT = /import\s+(type\s+)?\{[^}]*\bz\b[^}]*\}\s+from\s+["']zod\/mini["']/;
+
+for (const entry of ENTRY_POINTS) {
+  Deno.test(`runtime deps: ${entry} imports zod/mini as a namespace only`, async () => {
+    const local = (await denoInfo(entry)).modules
+      .map((m) => m.specifier)
+      .filter((s) => s.startsWith("file://"));
+    assert.ok(local.length > 20, `${entry}: only ${local.length} local modules`);
+    const bad: string[] = [];
+    for (const specifier of local) {
+      if (ZOD_OBJECT_IMPORT.test(await Deno.readTextFile(new URL(specifier)))) bad.push(specifier);
+    }
+    assert.deepEqual(bad, [], `use \`import * as z from "zod/mini"\` in ${bad.join(", ")}`);
+  });
+}
+
+Deno.test("runtime deps: the zod check matches the object import forms", () => {
+  assert.ok(ZOD_OBJECT_IMPORT.test('import { z } from "zod/mini";'));
+  assert.ok(ZOD_OBJECT_IMPORT.test("import type { z } from 'zod/mini';"));
+  assert.ok(!ZOD_OBJECT_IMPORT.test('import * as z from "zod/mini";'));
+  assert.ok(!ZOD_OBJECT_IMPORT.test('import { config } from "zod/mini";'));
+});
 
 Deno.test("runtime deps: the check catches @peculiar/x509", async () => {
   const info = await denoInfo("devcloud/pki.ts");
