@@ -21,7 +21,7 @@ import {
   type Component,
   parseComponentArgs,
   resolveManifest,
-  RUNTIME_FLAGS,
+  runtimeFlags,
 } from "./permissions/mod.ts";
 
 /** The repository (its deno.json maps the imports the bundles resolve). */
@@ -90,7 +90,15 @@ export async function planCompile(
       flags,
       bundle,
       bundleArgs: ["bundle", "--platform", "deno", "--minify", mainModule(component), "-o", bundle],
-      args: ["compile", ...flags, ...RUNTIME_FLAGS, "--output", output, bundle, ...runArgs],
+      args: [
+        "compile",
+        ...flags,
+        ...runtimeFlags(component),
+        "--output",
+        output,
+        bundle,
+        ...runArgs,
+      ],
     });
   }
   return targets;

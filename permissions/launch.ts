@@ -13,7 +13,7 @@ import {
   isComponent,
   parseComponentArgs,
   resolveManifest,
-  RUNTIME_FLAGS,
+  runtimeFlags,
 } from "./mod.ts";
 
 /** The member entry point of each component. */
@@ -50,7 +50,7 @@ export async function commandFor(component: string, argv: string[], options: Com
     args: [
       "run",
       ...flags,
-      ...RUNTIME_FLAGS,
+      ...runtimeFlags(component),
       options.main ?? mainModule(component),
       ...rest,
       ...extra,

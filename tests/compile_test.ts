@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { commandFor, mainModule } from "../permissions/launch.ts";
-import { RUNTIME_FLAGS } from "../permissions/mod.ts";
+import { runtimeFlags } from "../permissions/mod.ts";
 import { planCompile } from "../compile.ts";
 import { startComponent, waitFor } from "../devcloud/process.ts";
 import { writeSampleUnit } from "./fixtures/configs.ts";
@@ -34,7 +34,7 @@ Deno.test("compile plan: each role's binaries carry their component's exact flag
         assert.equal(t.args[0], "compile");
         for (const f of flags) assert.ok(t.args.includes(f));
         // The same V8 settings as the launched process, before the entry module.
-        for (const f of RUNTIME_FLAGS) {
+        for (const f of runtimeFlags(t.component)) {
           assert.ok(t.args.indexOf(f) > 0 && t.args.indexOf(f) < t.args.indexOf("--output"));
           assert.ok(args.indexOf(f) > 0 && args.indexOf(f) < args.indexOf(mainModule(t.component)));
         }

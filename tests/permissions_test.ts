@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 import { createIamClient } from "@aos/shared/iamclient";
 import { assertNoForbiddenFlags } from "@aos/shared/permissions";
 import { commandFor, mainModule } from "../permissions/launch.ts";
+import { COMPONENTS, runtimeFlags } from "../permissions/mod.ts";
 import { type SampleUnit, writeSampleUnit } from "./fixtures/configs.ts";
 
 const probe = fileURLToPath(new URL("./fixtures/probe.ts", import.meta.url));
@@ -247,4 +248,19 @@ Deno.test("permissions task prints the flags for audit", async () => {
   } finally {
     await Deno.remove(unit.root, { recursive: true });
   }
+});
+
+Deno.test({
+  name: "runtime flags: one --v8-flags per component, lite mode for iam only",
+  permissions: "none",
+  fn() {
+    for (const c of COMPONENTS) {
+      const flags = runtimeFlags(c);
+      const v8 = flags.filter((f) => f.startsWith("--v8-flags="));
+      assert.equal(v8.length, 1, `${c}: ${flags.join(" ")}`);
+      assert.ok(v8[0]!.includes("--max-semi-space-size=1"), c);
+      assert.equal(v8[0]!.includes("--lite-mode"), c === "iam", c);
+      assert.ok(flags.includes("--no-code-cache"), c);
+    }
+  },
 });
