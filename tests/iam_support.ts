@@ -185,18 +185,22 @@ export class IamProcess implements AsyncDisposable {
     })();
   }
 
-  /** Starts `iam -c <config> [-p]` with the flags of its manifest; waits for "iam started". */
+  /**
+   * Starts `iam -c <config> [-p]` with the flags of its manifest; waits for "iam started".
+   * `main` runs another entry module, e.g. the bundle `compile.ts` writes.
+   */
   static async start(
     node: IamNode,
     provisioning: boolean,
     extraArgs: string[] = [],
+    main?: string,
   ): Promise<IamProcess> {
     const { args } = await commandFor("iam", [
       "-c",
       node.config,
       ...(provisioning ? ["-p"] : []),
       ...extraArgs,
-    ]);
+    ], { main });
     const child = new Deno.Command(Deno.execPath(), {
       args,
       stdin: "null",
