@@ -180,7 +180,12 @@ interface Managed {
   stopping: boolean;
   restartTimer?: ReturnType<typeof setTimeout> | undefined;
   mounted: boolean;
+  /** Where the last start spent its time (ms): bundle files, the overlay mount, runc. */
+  startTimes?: { bundleMs: number; mountMs: number; runcMs: number } | undefined;
 }
+
+/** A duration rounded to 0.1 ms, for logs. */
+const ms = (x: number) => Math.round(x * 10) / 10;
 
 const SIGNALS: Record<number, string> = {
   1: "SIGHUP",
@@ -378,7 +383,9 @@ export class RuncRuntime implements ContainerRuntime {
       instance: m.id,
       state,
       ...(error ? { error: error.message } : {}),
+      ...(state === "active" && m.startTimes ? m.startTimes : {}),
     });
+    if (state !== "activating") m.startTimes = undefined;
     for (const l of this.#statusListeners) {
       try {
         l(s);
@@ -436,6 +443,7 @@ export class RuncRuntime implements ContainerRuntime {
 
   /** Builds the bundle: dirs, state/storage, config.json, skeleton, overlay. */
   async #prepare(m: Managed, desc: InstanceDesc): Promise<void> {
+    const t0 = performance.now();
     checkId("uid", desc.uid);
     checkId("gid", desc.gid);
     if (desc.layers.length === 0) {
@@ -538,12 +546,14 @@ export class RuncRuntime implements ContainerRuntime {
       Deno.mkdirSync(upper.upperdir, { mode: 0o755 });
       Deno.mkdirSync(upper.workdir, { mode: 0o700 });
     }
+    const t1 = performance.now();
     await mountOverlay(this.#runner, {
       lower,
       target: rootfs,
       ...(upper ? { upper } : {}),
     }, { logger: this.#log });
     m.mounted = true;
+    m.startTimes = { bundleMs: ms(t1 - t0), mountMs: ms(performance.now() - t1), runcMs: 0 };
   }
 
   /** Spawns `runc run` and waits for `running` (or an early exit). Runs under `m.lock`. */
@@ -555,6 +565,7 @@ export class RuncRuntime implements ContainerRuntime {
     const pidFile = `${m.bundle}/init.pid`;
     removeTreeSync(runcLog);
     removeTreeSync(pidFile);
+    const spawnedAt = performance.now();
     const child = this.#spawner.spawn(this.#runc.binary, [
       "--log",
       runcLog,
@@ -579,7 +590,7 @@ export class RuncRuntime implements ContainerRuntime {
       this.#log.error("exit handling failed", { instance: m.id, err })
     );
 
-    if (await this.#waitRunning(m, child, pidFile, () => done)) return;
+    if (await this.#waitRunning(m, child, pidFile, () => done, spawnedAt)) return;
     // It exited before we saw it running: a runc error is a start failure; a quick exit of the
     // program itself is left to the exit handler and the restart policy.
     const st = await m.exited;
@@ -604,6 +615,7 @@ export class RuncRuntime implements ContainerRuntime {
     child: SpawnedProcess,
     pidFile: string,
     exited: () => boolean,
+    spawnedAt: number,
   ): Promise<boolean> {
     const deadline = this.#clock.now() + this.#activeTimeout;
     let nextStateAt = this.#clock.now() + STATE_POLL_MS;
@@ -614,6 +626,7 @@ export class RuncRuntime implements ContainerRuntime {
         running = (await this.#runc.state(m.id).catch(() => undefined))?.status === "running";
       }
       if (running && !exited()) {
+        if (m.startTimes) m.startTimes.runcMs = ms(performance.now() - spawnedAt);
         this.#setState(m, "active");
         return true;
       }
