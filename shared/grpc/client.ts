@@ -5,6 +5,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { AosError } from "../core/errors.ts";
 import { type ClientSecurity, loadClientCredentials, tlsChannelOptions } from "./credentials.ts";
+import { installGoawayGuard } from "./goaway_guard.ts";
 
 /** Client keepalive. */
 export interface ClientKeepalive {
@@ -76,6 +77,7 @@ export async function createGrpcClient<C extends grpc.Client>(
   address: string,
   options: GrpcClientOptions,
 ): Promise<C> {
+  installGoawayGuard();
   const target = grpcTarget(address);
   if (!/^(\[[0-9a-fA-F:.]+\]|[^:\s[\]]+):\d{1,5}$/.test(target)) {
     throw new AosError("invalidArgument", `Invalid gRPC server address "${address}"`);

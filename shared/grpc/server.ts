@@ -7,6 +7,7 @@ import * as grpc from "@grpc/grpc-js";
 import { AosError } from "../core/errors.ts";
 import { type Logger, nullLogger } from "../core/logger.ts";
 import { loadServerCredentials, type ServerSecurity } from "./credentials.ts";
+import { installGoawayGuard } from "./goaway_guard.ts";
 
 /** One service to serve: a grpc-js definition and its handlers. */
 export interface GrpcService {
@@ -100,12 +101,12 @@ type Socket = { destroy(): void; once(event: "close", fn: () => void): void };
 /**
  * Tracks the TCP connections of a bound grpc-js server, so shutdown can drop them.
  *
- * Why: a graceful HTTP/2 shutdown sends GOAWAY, and a Deno gRPC client that receives GOAWAY on
- * a session it has used can crash inside nghttp2 (an assertion in `find_stream_on_goaway_func`
- * or SIGSEGV; denoland/deno#36788, seen with Deno 2.9.5 in about 4 of 10 tries). Our SMs, CMs
- * and secondary IAMs are such clients, so servers close their connections without GOAWAY: the
- * clients see the connection drop, as after a crash of the peer, and reconnect. This reaches
- * into grpc-js internals (`http2Servers`, 1.14); without them shutdown stays graceful.
+ * Why: a graceful HTTP/2 shutdown sends GOAWAY, and a Deno session that receives GOAWAY can
+ * crash the process inside nghttp2 (denoland/deno#36788; see `goaway_guard.ts`, which guards
+ * our own sessions). Clients of other runtimes are spared a GOAWAY they do not need: servers
+ * close their connections, the clients see the connection drop, as after a crash of the peer,
+ * and reconnect. This reaches into grpc-js internals (`http2Servers`, 1.14); without them
+ * shutdown stays graceful.
  */
 function trackConnections(server: grpc.Server): Set<Socket> {
   const set = new Set<Socket>();
@@ -123,6 +124,7 @@ function trackConnections(server: grpc.Server): Set<Socket> {
 
 /** Creates a server, registers `services`, and binds it; resolves once it accepts calls. */
 export async function createGrpcServer(options: GrpcServerOptions): Promise<GrpcServer> {
+  installGoawayGuard();
   const address = normalizeListenAddress(options.address);
   const logger = options.logger ?? nullLogger;
   const credentials = options.security instanceof grpc.ServerCredentials

@@ -35,6 +35,7 @@ import {
   tlsChannelOptions,
 } from "../grpc/mod.ts";
 import { aosErrorFromGrpc, callUnary, type UnaryMethod } from "../grpc/status.ts";
+import { installGoawayGuard } from "../grpc/goaway_guard.ts";
 import {
   type CertInfo,
   certInfoFromMessage,
@@ -532,6 +533,7 @@ export class IamClient implements AsyncDisposable {
   }
 
   #channelOptions(target: string, secure: boolean): Partial<grpc.ClientOptions> {
+    installGoawayGuard(); // every channel of this client is made with these options
     return {
       ...clientChannelOptions(this.#opts.keepalive),
       ...(secure ? tlsChannelOptions(target) : {}),
