@@ -260,8 +260,8 @@ function removeTreeSync(path: string): void {
   }
 }
 
-/** How often a starting instance's pid file is looked for. */
-const PID_FILE_POLL_MS = 2;
+/** How often a starting instance's pid file is looked for (~2 µs a look; 4 starts at a time). */
+const PID_FILE_POLL_MS = 1;
 /** How often `runc state` is asked while an instance starts without a pid file. */
 const STATE_POLL_MS = 1000;
 

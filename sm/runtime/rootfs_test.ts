@@ -10,14 +10,14 @@ Deno.test({
   fn() {
     assert.deepEqual(
       overlayMountArgs({ lower: ["/b/mounts", "/l/0", "/l/1"], target: "/b/rootfs" }),
-      ["-t", "overlay", "overlay", "-o", "lowerdir=/b/mounts:/l/0:/l/1", "/b/rootfs"],
+      ["-i", "-n", "-t", "overlay", "overlay", "-o", "lowerdir=/b/mounts:/l/0:/l/1", "/b/rootfs"],
     );
     assert.deepEqual(
       overlayMountArgs({
         lower: ["/b/mounts", "/l/0"],
         target: "/b/rootfs",
         upper: { upperdir: "/b/upper", workdir: "/b/work" },
-      })[4],
+      })[6],
       "lowerdir=/b/mounts:/l/0,upperdir=/b/upper,workdir=/b/work",
     );
     for (const bad of ["/l/a,b", "/l/a:b", "relative", "/l/a b"]) {
@@ -53,11 +53,11 @@ Deno.test({
       sleep: () => Promise.resolve(),
     });
     assert.deepEqual(runner.lines, [
-      "mount -t overlay overlay -o lowerdir=/m:/l /r",
+      "mount -i -n -t overlay overlay -o lowerdir=/m:/l /r",
       "umount -f /r",
-      "mount -t overlay overlay -o lowerdir=/m:/l /r",
+      "mount -i -n -t overlay overlay -o lowerdir=/m:/l /r",
       "umount -f /r",
-      "mount -t overlay overlay -o lowerdir=/m:/l /r",
+      "mount -i -n -t overlay overlay -o lowerdir=/m:/l /r",
     ]);
     await unmount(runner, "/gone");
   },
