@@ -1,71 +1,113 @@
 /**
  * Works around a use-after-free in Deno's `node:http2` (denoland/deno#36788, Deno 2.9.5 and
- * 2.9.6): when a session receives GOAWAY, the binding emits `goaway` and then calls the
- * session's `close()` (code NO_ERROR) or `destroy()` while `nghttp2_session_mem_recv` is still
- * on the stack. With no stream left open that frees the nghttp2 session, nghttp2 goes on walking
- * its streams, and the process aborts (`find_stream_on_goaway_func: Assertion
- * stream->closed_next == NULL`) or segfaults. No JavaScript can catch it.
+ * 2.9.6): the native handle's `receive()` runs `nghttp2_session_mem_recv`, which calls back into
+ * JavaScript for each frame; when such a callback closes or destroys the session and it has no
+ * stream left, the binding frees the nghttp2 session while `mem_recv` is still using it, and the
+ * process aborts (`find_stream_on_goaway_func: Assertion stream->closed_next == NULL`) or
+ * segfaults. No JavaScript can catch it. The usual trigger is a received GOAWAY: `node:http2`
+ * emits `goaway` (grpc-js closes its transport from its listener) and then calls `close()`
+ * itself, whose graceful-close path destroys the idle session at once.
  *
- * It is common for us: every grpc-js `client.close()` sends GOAWAY, so each of our servers
- * receives one whenever a client goes away (CI's test process aborted on it), and each client
- * receives one when a peer server (a C++ CM or IAM, or grpc-js's graceful shutdown) shuts down.
+ * It is common for us: every grpc-js `client.close()` sends GOAWAY to our servers, and our clients
+ * receive one whenever a peer server (a C++ CM or IAM, or grpc-js's graceful shutdown) shuts down.
  *
- * The guard makes that one `close()`/`destroy()` run on the next macrotask, after nghttp2 has
- * returned: `goaway` is emitted just before the call, so for that synchronous turn the session's
- * own `close`/`destroy` are shadowed by deferring versions, removed again in a microtask. It is
- * installed on every session `node:http2` makes, client (`connect`) and server (`createServer`,
- * `createSecureServer`), which is where grpc-js gets its sessions.
+ * The guard counts the native `receive()` calls on the stack and, while there is one, makes
+ * `Http2Session#close()`/`destroy()` run on the next macrotask instead, after nghttp2 has
+ * returned; whoever calls them (the binding, grpc-js, us). It patches prototypes rather than
+ * adding `goaway` listeners, because grpc-js drops every listener of a client session once its
+ * settings arrive (`removeAllListeners()`), which silently disarmed a per-session listener on
+ * the client side. It relies on two internals of Deno's binding: the session's `kHandle` symbol
+ * and the `receive` method of the handle's prototype; where they are missing (Node, or another
+ * Deno) the guard does nothing.
  * @module
  */
 import http2 from "node:http2";
 
-/** The part of an `Http2Session` the guard touches. */
-export interface GoawaySession {
-  on(event: "goaway", listener: () => void): unknown;
+/** The teardown methods of an `Http2Session` the guard defers. */
+export interface SessionTeardown {
   close(...args: unknown[]): unknown;
   destroy(...args: unknown[]): unknown;
 }
 
-/** Defers a `close()`/`destroy()` made synchronously after `session` emits `goaway`. */
-export function deferCloseOnGoaway(session: GoawaySession): void {
-  session.on("goaway", () => {
-    const own = session as unknown as Record<string, unknown>;
-    if (Object.hasOwn(own, "close")) return; // already shadowed in this turn
-    const { close, destroy } = session;
-    own.close = (...args: unknown[]) => setTimeout(() => close.apply(session, args), 0);
-    own.destroy = (...args: unknown[]) => setTimeout(() => destroy.apply(session, args), 0);
-    queueMicrotask(() => {
-      delete own.close;
-      delete own.destroy;
-    });
-  });
+/**
+ * Replaces `close` and `destroy` of `target` (a session prototype) by versions that, while
+ * `busy()` is true, run the original on the next macrotask and return nothing.
+ */
+export function deferTeardownWhile(
+  target: SessionTeardown,
+  busy: () => boolean,
+): void {
+  for (const name of ["close", "destroy"] as const) {
+    const original = target[name];
+    target[name] = function (this: unknown, ...args: unknown[]) {
+      if (!busy()) return original.apply(this, args);
+      setTimeout(() => original.apply(this, args), 0);
+      return undefined;
+    };
+  }
+}
+
+/** How many native `receive()` calls are on the stack, over all sessions. */
+let receiving = 0;
+/** Whether the native `receive()` is wrapped, i.e. the guard can see GOAWAY handling. */
+let armed = false;
+
+/**
+ * True once the guard counts native `receive()` calls (after the first session of the process
+ * was set up); false where Deno's internals differ and the guard does nothing.
+ */
+export function goawayGuardArmed(): boolean {
+  return armed;
+}
+
+/** Wraps the `receive` of the native handle's prototype, found through `session`. */
+function countReceives(session: object): boolean {
+  const own = session as Record<symbol, unknown>;
+  const key = Object.getOwnPropertySymbols(own).find((s) => s.description === "kHandle");
+  const handle = key === undefined ? undefined : own[key];
+  if (typeof handle !== "object" || handle === null) return false; // not set up yet
+  const proto = Object.getPrototypeOf(handle) as Record<string, unknown> | null;
+  const receive = proto?.receive;
+  if (proto === null || typeof receive !== "function") return false;
+  proto.receive = function (this: unknown, ...args: unknown[]) {
+    receiving++;
+    try {
+      return receive.apply(this, args);
+    } finally {
+      receiving--;
+    }
+  };
+  armed = true;
+  return true;
 }
 
 let installed = false;
 
 /**
- * Installs {@link deferCloseOnGoaway} on every session `node:http2` creates from now on, in this
- * process (grpc-js calls `connect`/`createServer`/`createSecureServer` on the same module
- * object). Idempotent; called by our gRPC client and server constructors.
+ * Installs the guard for every `node:http2` session of this process, client and server (grpc-js
+ * uses the same module). Idempotent; called by our gRPC client and server constructors.
  */
 export function installGoawayGuard(): void {
   if (installed) return;
   installed = true;
-  const h2 = http2 as unknown as Record<string, (...args: unknown[]) => unknown>;
-  const connect = h2.connect!;
-  h2.connect = function (this: unknown, ...args: unknown[]) {
-    const session = connect.apply(this, args) as GoawaySession;
-    deferCloseOnGoaway(session);
-    return session;
+  const session = (http2 as unknown as { Http2Session?: { prototype: unknown } })
+    .Http2Session;
+  if (typeof session?.prototype !== "object") return;
+  const proto = session.prototype as SessionTeardown & {
+    emit(...args: unknown[]): boolean;
   };
-  for (const name of ["createServer", "createSecureServer"]) {
-    const create = h2[name]!;
-    h2[name] = function (this: unknown, ...args: unknown[]) {
-      const server = create.apply(this, args) as {
-        on(event: "session", listener: (s: GoawaySession) => void): unknown;
-      };
-      server.on("session", deferCloseOnGoaway);
-      return server;
-    };
-  }
+  deferTeardownWhile(proto, () => receiving > 0);
+  // The native prototype is reachable only through a live handle. A session emits (`connect`,
+  // `newListener`) once its handle exists and before its socket delivers a byte, so the first
+  // emit that finds one wraps `receive`; the shadowing `emit` then removes itself.
+  const hadOwnEmit = Object.hasOwn(proto, "emit");
+  const emit = proto.emit;
+  const probe = function (this: object, ...args: unknown[]): boolean {
+    if (proto.emit === probe && countReceives(this)) {
+      if (hadOwnEmit) proto.emit = emit;
+      else delete (proto as Partial<typeof proto>).emit;
+    }
+    return emit.apply(this, args);
+  };
+  proto.emit = probe;
 }

@@ -9,8 +9,9 @@
  *   GOAWAY `too_many_pings`), bounded graceful shutdown, `Symbol.asyncDispose`.
  * - {@link createGrpcClient}: the C++ clients' keepalive (10 s / 3 s, also idle) and
  *   reconnect backoff, optional client certificate.
- * - {@link installGoawayGuard}: keeps a GOAWAY received by one of our sessions from crashing the
- *   process (denoland/deno#36788); the server and client constructors install it.
+ * - {@link installGoawayGuard}: keeps a session closed inside nghttp2's frame processing (a
+ *   received GOAWAY) from crashing the process (denoland/deno#36788); the server and client
+ *   constructors install it.
  * - Status mapping through the single table in `core/errors.ts`: {@link grpcErrorFrom} for
  *   handlers, {@link aosErrorFromGrpc} for callers, plus {@link unaryHandler} and
  *   {@link callUnary} to write both sides with promises.
@@ -52,4 +53,9 @@ export {
   unaryHandler,
   type UnaryMethod,
 } from "./status.ts";
-export { deferCloseOnGoaway, type GoawaySession, installGoawayGuard } from "./goaway_guard.ts";
+export {
+  deferTeardownWhile,
+  goawayGuardArmed,
+  installGoawayGuard,
+  type SessionTeardown,
+} from "./goaway_guard.ts";

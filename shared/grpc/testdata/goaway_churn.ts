@@ -1,7 +1,8 @@
 /**
  * Churns gRPC sessions so that many of them receive GOAWAY while idle, the pattern that makes
  * Deno's node:http2 free an nghttp2 session still in use (denoland/deno#36788). Run as its own
- * process; it exits 0 after all rounds, or dies by SIGABRT/SIGSEGV.
+ * process; it exits 0 after all rounds (printing whether the guard was armed), or dies by
+ * SIGABRT/SIGSEGV.
  *
  *   deno run -A goaway_churn.ts <client-close|server-goaway> <rounds> <guard|noguard>
  *
@@ -15,7 +16,7 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
-import { installGoawayGuard } from "../goaway_guard.ts";
+import { goawayGuardArmed, installGoawayGuard } from "../goaway_guard.ts";
 import { ECHO_SERVICE, type EchoClient } from "./echo.ts";
 
 const [mode, roundsArg, guard] = Deno.args;
@@ -56,4 +57,4 @@ for (let i = 0; i < Number(roundsArg); i++) {
     client.close();
   }
 }
-console.log("done");
+console.log(`done, guard armed: ${goawayGuardArmed()}`);
