@@ -102,3 +102,35 @@ Deno.test({
     assert.equal(runner.lines[0], "/usr/sbin/runc --root /run/x state ghost");
   },
 });
+
+Deno.test({
+  name: "Runc wrapper: a listing broken by a concurrent delete is taken again",
+  permissions: "none",
+  async fn() {
+    let lists = 0;
+    const gone = (n: number) => ({
+      code: 1,
+      stderr: `stat /run/x/c${n}: no such file or directory\n`,
+    });
+    const runner = new RecordingRunner({
+      respond: (c) => {
+        if (c.args[2] !== "list") return undefined;
+        lists++;
+        return lists <= 2 ? gone(lists) : { stdout: "null\n" };
+      },
+    });
+    const runc = new Runc(runner, "runc", "/run/x");
+    assert.deepEqual(await runc.list(), []);
+    assert.equal(lists, 3);
+
+    // It keeps failing: after 4 listings the error is reported, naming the missing dir.
+    lists = 0;
+    const broken = new Runc(
+      new RecordingRunner({ respond: () => gone(++lists) }),
+      "runc",
+      "/run/x",
+    );
+    await assert.rejects(broken.list(), /runc list failed \(exit 1\): stat \/run\/x\/c4/);
+    assert.equal(lists, 4);
+  },
+});

@@ -68,9 +68,16 @@ export class Runc {
     return parse(`runc state ${id}`, r.stdout, runcStateSchema);
   }
 
-  /** Every container under the root (runc prints `null` for none). */
+  /**
+   * Every container under the root (runc prints `null` for none). runc fails the whole listing
+   * when a container's state dir goes away while it reads the root (a concurrent delete); such a
+   * listing is taken again, up to 3 times.
+   */
   async list(): Promise<RuncState[]> {
-    const r = await this.#call(["list", "--format", "json"]);
+    let r = await this.#call(["list", "--format", "json"]);
+    for (let i = 0; r.code !== 0 && i < 3 && /no such file or directory/i.test(r.stderr); i++) {
+      r = await this.#call(["list", "--format", "json"]);
+    }
     if (r.code !== 0) this.#fail("list", r);
     return parse("runc list", r.stdout, z.nullable(z.array(runcStateSchema))) ?? [];
   }
