@@ -191,6 +191,10 @@ export class CmSession implements AsyncDisposable {
   }
 
   async #update(update: UpdateInstances): Promise<void> {
+    this.#o.logger.info("update_instances received", {
+      start: update.startInstances.length,
+      stop: update.stopInstances.length,
+    });
     // Upstream rejects a batch that overlaps a running one with wrongState and only logs it, so
     // the CM's desired set is lost; the handler (the launcher) queues batches in arrival order.
     try {
