@@ -22,6 +22,7 @@
  * @module
  */
 import http2 from "node:http2";
+import { type Logger, nullLogger } from "../core/logger.ts";
 
 /** The teardown methods of an `Http2Session` the guard defers. */
 export interface SessionTeardown {
@@ -60,15 +61,18 @@ export function goawayGuardArmed(): boolean {
   return armed;
 }
 
+/** What looking for the native `receive()` through one session found. */
+type ProbeResult = "armed" | "no handle yet" | "unsupported";
+
 /** Wraps the `receive` of the native handle's prototype, found through `session`. */
-function countReceives(session: object): boolean {
+function countReceives(session: object): ProbeResult {
   const own = session as Record<symbol, unknown>;
   const key = Object.getOwnPropertySymbols(own).find((s) => s.description === "kHandle");
   const handle = key === undefined ? undefined : own[key];
-  if (typeof handle !== "object" || handle === null) return false; // not set up yet
+  if (typeof handle !== "object" || handle === null) return "no handle yet";
   const proto = Object.getPrototypeOf(handle) as Record<string, unknown> | null;
   const receive = proto?.receive;
-  if (proto === null || typeof receive !== "function") return false;
+  if (proto === null || typeof receive !== "function") return "unsupported";
   proto.receive = function (this: unknown, ...args: unknown[]) {
     receiving++;
     try {
@@ -78,36 +82,73 @@ function countReceives(session: object): boolean {
     }
   };
   armed = true;
-  return true;
+  return "armed";
+}
+
+/** Session events looked at for a native handle before the guard gives up. */
+const MAX_PROBES = 1000;
+
+/**
+ * Arms the guard on `proto`, the `Http2Session` prototype: its `close`/`destroy` are deferred
+ * while a native `receive()` runs. The native prototype is reachable only through a live handle;
+ * a session emits (`connect`, `newListener`) once its handle exists and before its socket
+ * delivers a byte, so the first emit that finds one wraps `receive`, and the shadowing `emit`
+ * removes itself. When the handle has no `receive`, or none shows up in {@link MAX_PROBES}
+ * emits, `unsupported` is called once and the shadowing `emit` is removed as well.
+ */
+export function guardSessionPrototype(
+  proto: SessionTeardown & { emit(...args: unknown[]): boolean },
+  unsupported: (why: string) => void,
+): void {
+  deferTeardownWhile(proto, () => receiving > 0);
+  const hadOwnEmit = Object.hasOwn(proto, "emit");
+  const emit = proto.emit;
+  let probes = 0;
+  const restore = () => {
+    if (hadOwnEmit) proto.emit = emit;
+    else delete (proto as Partial<typeof proto>).emit;
+  };
+  const probe = function (this: object, ...args: unknown[]): boolean {
+    if (proto.emit === probe) {
+      const found = countReceives(this);
+      if (found === "armed") restore();
+      else if (found === "unsupported" || ++probes >= MAX_PROBES) {
+        restore();
+        unsupported(
+          found === "unsupported"
+            ? "the native session handle has no receive()"
+            : `no native session handle in ${MAX_PROBES} session events`,
+        );
+      }
+    }
+    return emit.apply(this, args);
+  };
+  proto.emit = probe;
 }
 
 let installed = false;
 
 /**
  * Installs the guard for every `node:http2` session of this process, client and server (grpc-js
- * uses the same module). Idempotent; called by our gRPC client and server constructors.
+ * uses the same module). Idempotent; called by our gRPC client and server constructors. Where
+ * this Deno's internals differ, it does nothing and says so once through `logger`.
  */
-export function installGoawayGuard(): void {
+export function installGoawayGuard(logger: Logger = nullLogger): void {
   if (installed) return;
   installed = true;
+  const warn = (why: string) =>
+    logger.warn(
+      "GOAWAY crash guard inactive (denoland/deno#36788): this Deno's node:http2 differs",
+      { why },
+    );
   const session = (http2 as unknown as { Http2Session?: { prototype: unknown } })
     .Http2Session;
-  if (typeof session?.prototype !== "object") return;
-  const proto = session.prototype as SessionTeardown & {
-    emit(...args: unknown[]): boolean;
-  };
-  deferTeardownWhile(proto, () => receiving > 0);
-  // The native prototype is reachable only through a live handle. A session emits (`connect`,
-  // `newListener`) once its handle exists and before its socket delivers a byte, so the first
-  // emit that finds one wraps `receive`; the shadowing `emit` then removes itself.
-  const hadOwnEmit = Object.hasOwn(proto, "emit");
-  const emit = proto.emit;
-  const probe = function (this: object, ...args: unknown[]): boolean {
-    if (proto.emit === probe && countReceives(this)) {
-      if (hadOwnEmit) proto.emit = emit;
-      else delete (proto as Partial<typeof proto>).emit;
-    }
-    return emit.apply(this, args);
-  };
-  proto.emit = probe;
+  if (typeof session?.prototype !== "object" || session.prototype === null) {
+    warn("node:http2 exports no Http2Session");
+    return;
+  }
+  guardSessionPrototype(
+    session.prototype as SessionTeardown & { emit(...args: unknown[]): boolean },
+    warn,
+  );
 }

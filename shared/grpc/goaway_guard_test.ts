@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { deferTeardownWhile } from "./goaway_guard.ts";
+import { deferTeardownWhile, goawayGuardArmed, guardSessionPrototype } from "./goaway_guard.ts";
 
 /** Records the teardown calls made on it. */
 class FakeSession {
@@ -56,3 +56,85 @@ for (const mode of ["client-close", "server-goaway"]) {
     assert.equal(new TextDecoder().decode(out.stdout).trim(), "done, guard armed: true");
   });
 }
+
+/** A session class shaped like Deno's: an `emit`, and its native handle under `kHandle`. */
+function fakeSessionClass(handleProto: object | undefined) {
+  const kHandle = Symbol("kHandle");
+  class Base {
+    emitted: string[] = [];
+    emit(event: string): boolean {
+      this.emitted.push(event);
+      return true;
+    }
+  }
+  class Session extends Base {
+    [kHandle]?: object;
+    close(): void {}
+    destroy(): void {}
+    attach(): void {
+      if (handleProto) this[kHandle] = Object.create(handleProto);
+    }
+  }
+  return Session;
+}
+
+Deno.test({
+  name: "goaway guard: arms on the first session with a native receive, then steps aside",
+  permissions: "none",
+  fn() {
+    let received = 0;
+    const native = {
+      receive(this: unknown) {
+        received++;
+      },
+    };
+    const Session = fakeSessionClass(native);
+    const why: string[] = [];
+    guardSessionPrototype(Session.prototype, (w) => why.push(w));
+    const s = new Session();
+    s.emit("newListener"); // no handle yet: keeps looking
+    assert.ok(Object.hasOwn(Session.prototype, "emit"));
+    s.attach();
+    s.emit("connect");
+    assert.deepEqual(s.emitted, ["newListener", "connect"], "events still reach the session");
+    assert.ok(!Object.hasOwn(Session.prototype, "emit"), "the probe removed itself");
+    assert.ok(goawayGuardArmed());
+    (Object.create(native) as typeof native).receive();
+    assert.equal(received, 1, "the wrapped receive still calls the native one");
+    assert.deepEqual(why, []);
+  },
+});
+
+Deno.test({
+  name: "goaway guard: a handle without receive is reported once and not looked at again",
+  permissions: "none",
+  fn() {
+    const Session = fakeSessionClass({});
+    const why: string[] = [];
+    guardSessionPrototype(Session.prototype, (w) => why.push(w));
+    const s = new Session();
+    s.attach();
+    s.emit("connect");
+    s.emit("close");
+    assert.deepEqual(why, ["the native session handle has no receive()"]);
+    assert.ok(!Object.hasOwn(Session.prototype, "emit"));
+    assert.deepEqual(s.emitted, ["connect", "close"]);
+  },
+});
+
+Deno.test({
+  name: "goaway guard: sessions that never show a handle stop the search after 1000 events",
+  permissions: "none",
+  fn() {
+    const Session = fakeSessionClass(undefined);
+    const why: string[] = [];
+    guardSessionPrototype(Session.prototype, (w) => why.push(w));
+    const s = new Session();
+    for (let i = 0; i < 999; i++) s.emit("data");
+    assert.deepEqual(why, []);
+    s.emit("data");
+    assert.deepEqual(why, ["no native session handle in 1000 session events"]);
+    assert.ok(!Object.hasOwn(Session.prototype, "emit"));
+    assert.equal(s.emitted.length, 1000);
+  },
+});

@@ -56,6 +56,7 @@ export {
 export {
   deferTeardownWhile,
   goawayGuardArmed,
+  guardSessionPrototype,
   installGoawayGuard,
   type SessionTeardown,
 } from "./goaway_guard.ts";

@@ -124,9 +124,9 @@ function trackConnections(server: grpc.Server): Set<Socket> {
 
 /** Creates a server, registers `services`, and binds it; resolves once it accepts calls. */
 export async function createGrpcServer(options: GrpcServerOptions): Promise<GrpcServer> {
-  installGoawayGuard();
   const address = normalizeListenAddress(options.address);
   const logger = options.logger ?? nullLogger;
+  installGoawayGuard(logger);
   const credentials = options.security instanceof grpc.ServerCredentials
     ? options.security
     : await loadServerCredentials(options.security);

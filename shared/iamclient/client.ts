@@ -533,7 +533,7 @@ export class IamClient implements AsyncDisposable {
   }
 
   #channelOptions(target: string, secure: boolean): Partial<grpc.ClientOptions> {
-    installGoawayGuard(); // every channel of this client is made with these options
+    installGoawayGuard(this.#log); // every channel of this client is made with these options
     return {
       ...clientChannelOptions(this.#opts.keepalive),
       ...(secure ? tlsChannelOptions(target) : {}),
