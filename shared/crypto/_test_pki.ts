@@ -110,13 +110,21 @@ export async function makeRoot(
 /**
  * Issues `<name>.pem` from CA `<ca>.pem`/`<ca>.key`, for a new key `<name>.key` or for an
  * existing key file (`opts.key`, e.g. to re-issue a certificate); returns the cert path.
+ * `opts.sigArgs` are extra `openssl x509` signing options (e.g. `-sha1`).
  */
 export async function issue(
   dir: string,
   name: string,
   subj: string,
   ca: string,
-  opts: { type?: TestKeyType; days?: number; ext?: string; serial?: string; key?: string } = {},
+  opts: {
+    type?: TestKeyType;
+    days?: number;
+    ext?: string;
+    serial?: string;
+    key?: string;
+    sigArgs?: string[];
+  } = {},
 ): Promise<string> {
   const key = opts.key ?? await genKey(dir, name, opts.type ?? "ec");
   const csr = join(dir, `${name}.csr`);
@@ -143,6 +151,7 @@ export async function issue(
     String(opts.days ?? 10),
     "-extfile",
     extFile,
+    ...(opts.sigArgs ?? []),
     "-out",
     cert,
   ]);

@@ -36,6 +36,7 @@ import {
   EXTENDED_KEY_USAGE,
   formatRdns,
   type GeneralName,
+  type Hash,
   integerHex,
   keyAlgorithmName,
   type NameAttribute,
@@ -46,6 +47,7 @@ import {
   readName,
   readNamedBits,
   readSpki,
+  signatureHash,
   signStructure,
   verifySignature,
 } from "./pkix.ts";
@@ -310,6 +312,11 @@ export class Certificate {
     return this.#subjectRdns.flat()
       .filter((a) => a.type.toUpperCase() === wanted || a.oid === type)
       .map((a) => a.value);
+  }
+
+  /** The hash of the issuer's signature on this certificate (`null` for EdDSA, `undefined` if unknown). */
+  get signatureHash(): Hash | null | undefined {
+    return signatureHash(this.#signatureAlgorithm);
   }
 
   /**

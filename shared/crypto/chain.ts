@@ -26,7 +26,8 @@ export type ChainFailure =
   | "notCA"
   | "keyUsage"
   | "pathLength"
-  | "unhandledCritical";
+  | "unhandledCritical"
+  | "weakSignature";
 
 /** A chain verification failure; `reason` tells the kind, the message tells the details. */
 export class ChainError extends AosError {
@@ -142,6 +143,12 @@ export async function verifyChain(
       throw new ChainError(
         "untrusted",
         `${prefix}: chain does not end at the root CA within ${maxLength} certificates`,
+      );
+    }
+    if (current.signatureHash === "sha1") {
+      throw new ChainError(
+        "weakSignature",
+        `${prefix}: "${current.subject}" is signed with SHA-1, which is refused`,
       );
     }
     const candidates = pool.filter((c) =>

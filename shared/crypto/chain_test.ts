@@ -232,4 +232,44 @@ Deno.test("chain: openssl root -> intermediate -> leaf verifies; failures are di
         e instanceof AosError && e.code === "invalidArgument" && /invalid time/.test(e.message),
     );
   });
+
+  await t.step(
+    "SHA-1 signatures are refused, a SHA-1 self-signed trust anchor is not",
+    async () => {
+      const weakInter = await load(
+        await issue(d, "weak-inter", "/CN=Aos Weak Intermediate", "root", {
+          ext: CA_EXT,
+          days: 20,
+          sigArgs: ["-sha1"],
+        }),
+      );
+      assert.equal(weakInter.signatureHash, "sha1");
+      const weakLeaf = await load(
+        await issue(d, "weak-leaf", "/CN=weak leaf", "inter", { days: 1, sigArgs: ["-sha1"] }),
+      );
+      await assert.rejects(
+        () => verifyChain(weakLeaf, { roots: [root], intermediates: [inter], now }),
+        rejectsWith("weakSignature", /"CN=weak leaf" is signed with SHA-1, which is refused/),
+      );
+      const underWeak = await load(
+        await issue(d, "under-weak", "/CN=under weak", "weak-inter", { days: 1 }),
+      );
+      await assert.rejects(
+        () => verifyChain(underWeak, { roots: [root], intermediates: [weakInter], now }),
+        rejectsWith("weakSignature", /"CN=Aos Weak Intermediate" is signed with SHA-1/),
+      );
+      // A trust anchor is trusted by configuration: its own self-signature is not checked.
+      const oldRoot = await load(
+        await makeRoot(d, "old-root", "/CN=Old Root", { sigArgs: ["-sha1"] }),
+      );
+      assert.equal(oldRoot.signatureHash, "sha1");
+      const modern = await load(await issue(d, "modern", "/CN=modern", "old-root", { days: 1 }));
+      assert.equal(modern.signatureHash, "sha256");
+      const chain = await verifyChain(modern, {
+        roots: [oldRoot],
+        now: new Date(modern.notBefore.getTime() + 3600_000),
+      });
+      assert.equal(chain.length, 2);
+    },
+  );
 });

@@ -451,7 +451,8 @@ export function keyAlgorithmName(oid: string): string {
   return oid;
 }
 
-type Hash = "sha1" | "sha224" | "sha256" | "sha384" | "sha512";
+/** Hashes that appear in signature algorithms. */
+export type Hash = "sha1" | "sha224" | "sha256" | "sha384" | "sha512";
 
 const HASH_OIDS: Record<string, Hash> = {
   "1.3.14.3.2.26": "sha1",
@@ -575,9 +576,26 @@ async function verifyEcdsa(
 }
 
 /**
+ * The hash of a signature AlgorithmIdentifier (RSASSA-PSS: of its parameters); `null` for
+ * EdDSA; `undefined` when the algorithm is unknown or its parameters unreadable.
+ */
+export function signatureHash(algId: DerElement): Hash | null | undefined {
+  try {
+    const what = "signature algorithm";
+    const r = new DerReader(algId, what, TAG.SEQUENCE);
+    const oid = readOid(r.next(TAG.OID, "algorithm id"), what);
+    if (oid === OID.rsassaPss) return pssParams(r.rest()[0], what)?.hash;
+    return SIGNATURE_ALGS[oid]?.hash;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * Verifies `signature` over `data` with the SubjectPublicKeyInfo `spki`, using the algorithm
  * of the AlgorithmIdentifier `algId`. Unknown or mismatched algorithms and unusable keys give
- * `false`: the signature does not verify.
+ * `false`: the signature does not verify. Neither do SHA-1 signatures (collisions are practical;
+ * OpenSSL at Debian's security level and mbedTLS 3's default profile refuse them too).
  */
 export async function verifySignature(
   algId: DerElement,
@@ -597,10 +615,12 @@ export async function verifySignature(
       const alg = SIGNATURE_ALGS[oid];
       if (alg?.kind === "rsa" && paramsEl) readNull(paramsEl, what);
       else if (alg && paramsEl) return false; // ECDSA and EdDSA take no parameters
-      if (alg?.kind === "ecdsa") return await verifyEcdsa(alg.hash, spki, data, signature);
+      if (alg?.kind === "ecdsa") {
+        return alg.hash !== "sha1" && await verifyEcdsa(alg.hash, spki, data, signature);
+      }
       params = alg ? { hash: alg.hash } : undefined;
     }
-    if (!params) return false;
+    if (!params || params.hash === "sha1") return false;
     const key = createPublicKey({ key: Buffer.from(spki), format: "der", type: "spki" });
     // The key must be of the algorithm's kind: e.g. a DSA key under an RSA OID or an Ed448 key
     // under the Ed25519 OID must not verify.
