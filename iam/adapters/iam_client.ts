@@ -231,6 +231,7 @@ export class SecondaryIamClient implements AsyncDisposable {
     const client = await createGrpcClient(IAMPublicNodesServiceClient, url, {
       security: await this.#o.security(),
       options: { "grpc.max_receive_message_length": MAX_MESSAGE_BYTES },
+      logger: this.#o.logger,
     });
     try {
       await new Promise<void>((resolve, reject) => {

@@ -4,6 +4,7 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { AosError } from "../core/errors.ts";
+import type { Logger } from "../core/logger.ts";
 import { type ClientSecurity, loadClientCredentials, tlsChannelOptions } from "./credentials.ts";
 import { installGoawayGuard } from "./goaway_guard.ts";
 
@@ -39,6 +40,8 @@ export interface GrpcClientOptions {
   keepalive?: Partial<ClientKeepalive>;
   /** Extra grpc-js channel options; they win over the defaults here. */
   options?: Partial<grpc.ClientOptions>;
+  /** Where a process-wide problem of the gRPC stack is reported (see `installGoawayGuard`). */
+  logger?: Logger;
 }
 
 /** Channel options for keepalive plus the C++ clients' 1–3 s reconnect backoff. */
@@ -77,7 +80,7 @@ export async function createGrpcClient<C extends grpc.Client>(
   address: string,
   options: GrpcClientOptions,
 ): Promise<C> {
-  installGoawayGuard();
+  installGoawayGuard(options.logger);
   const target = grpcTarget(address);
   if (!/^(\[[0-9a-fA-F:.]+\]|[^:\s[\]]+):\d{1,5}$/.test(target)) {
     throw new AosError("invalidArgument", `Invalid gRPC server address "${address}"`);

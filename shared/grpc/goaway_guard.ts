@@ -22,6 +22,7 @@
  * @module
  */
 import http2 from "node:http2";
+import process from "node:process";
 import { type Logger, nullLogger } from "../core/logger.ts";
 
 /** The teardown methods of an `Http2Session` the guard defers. */
@@ -32,7 +33,13 @@ export interface SessionTeardown {
 
 /**
  * Replaces `close` and `destroy` of `target` (a session prototype) by versions that, while
- * `busy()` is true, run the original on the next macrotask and return nothing.
+ * `busy()` is true, run the original once the current JavaScript turn is over and return nothing.
+ *
+ * The deferred call is a `process.nextTick`: queued from inside the native `receive()`, it runs
+ * right after it and before the tick `node:http2` queues itself when a receive leaves nothing to
+ * send (that tick closes the session: a later deferral, e.g. a timer, would find it closed and
+ * drop `close(callback)`'s callback or `destroy(error)`'s error). Should it still be busy then,
+ * the call waits for a timer.
  */
 export function deferTeardownWhile(
   target: SessionTeardown,
@@ -42,7 +49,11 @@ export function deferTeardownWhile(
     const original = target[name];
     target[name] = function (this: unknown, ...args: unknown[]) {
       if (!busy()) return original.apply(this, args);
-      setTimeout(() => original.apply(this, args), 0);
+      const run = () => {
+        if (busy()) setTimeout(run, 0);
+        else original.apply(this, args);
+      };
+      process.nextTick(run);
       return undefined;
     };
   }
@@ -91,9 +102,10 @@ const MAX_PROBES = 1000;
 /**
  * Arms the guard on `proto`, the `Http2Session` prototype: its `close`/`destroy` are deferred
  * while a native `receive()` runs. The native prototype is reachable only through a live handle;
- * a session emits (`connect`, `newListener`) once its handle exists and before its socket
- * delivers a byte, so the first emit that finds one wraps `receive`, and the shadowing `emit`
- * removes itself. When the handle has no `receive`, or none shows up in {@link MAX_PROBES}
+ * a session emits (`newListener`, `connect`) as soon as its handle exists, so the first emit that
+ * finds one wraps `receive`, and the shadowing `emit` removes itself. Bytes already buffered on
+ * the very first session's socket may reach one `receive()` before that: the process's first
+ * session can see one unguarded receive, as its very first frames (SETTINGS). When the handle has no `receive`, or none shows up in {@link MAX_PROBES}
  * emits, `unsupported` is called once and the shadowing `emit` is removed as well.
  */
 export function guardSessionPrototype(

@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
+import http2 from "node:http2";
 import { fileURLToPath } from "node:url";
-import { deferTeardownWhile, goawayGuardArmed, guardSessionPrototype } from "./goaway_guard.ts";
+import {
+  deferTeardownWhile,
+  goawayGuardArmed,
+  guardSessionPrototype,
+  installGoawayGuard,
+} from "./goaway_guard.ts";
 
 /** Records the teardown calls made on it. */
 class FakeSession {
@@ -137,4 +143,71 @@ Deno.test({
     assert.ok(!Object.hasOwn(Session.prototype, "emit"));
     assert.equal(s.emitted.length, 1000);
   },
+});
+
+/**
+ * A client session that has made one request and then receives GOAWAY `code` from the server;
+ * `watch` sets up what to observe (its listeners run inside the native receive) and resolves
+ * with what it saw.
+ */
+async function clientReceivingGoaway(
+  code: number,
+  watch: (client: http2.ClientHttp2Session) => Promise<string>,
+): Promise<string> {
+  const server = http2.createServer();
+  server.on("stream", (s: http2.ServerHttp2Stream) => {
+    s.respond({ ":status": 200 });
+    s.end("x");
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  const port = (server.address() as { port: number }).port;
+  const sessions: http2.ServerHttp2Session[] = [];
+  server.on("session", (ss) => sessions.push(ss));
+  const client = http2.connect(`http://127.0.0.1:${port}`);
+  try {
+    const req = client.request({ ":path": "/" });
+    req.resume();
+    await new Promise((r) => req.on("end", r));
+    const seen = watch(client);
+    for (const ss of sessions) ss.goaway(code, 0);
+    return await seen;
+  } finally {
+    client.destroy();
+    for (const ss of sessions) ss.destroy();
+    await new Promise((r) => server.close(r));
+  }
+}
+
+Deno.test("goaway guard: close(callback) and destroy(error) made during GOAWAY keep their effects", async () => {
+  installGoawayGuard();
+  for (let round = 0; round < 5; round++) {
+    // A NO_ERROR GOAWAY: a listener's close(callback) still gets its callback.
+    const closed = await clientReceivingGoaway(
+      0,
+      (client) =>
+        new Promise((resolve) => {
+          const timer = setTimeout(() => resolve("no callback"), 2_000);
+          client.on("goaway", () =>
+            client.close(() => {
+              clearTimeout(timer);
+              resolve("callback");
+            }));
+        }),
+    );
+    assert.equal(closed, "callback", `round ${round}`);
+    // An error GOAWAY: node:http2's destroy(error) still emits the session error.
+    const errored = await clientReceivingGoaway(
+      2,
+      (client) =>
+        new Promise((resolve) => {
+          const timer = setTimeout(() => resolve("no error"), 2_000);
+          client.on("error", (e: Error & { code?: string }) => {
+            clearTimeout(timer);
+            resolve(e.code ?? e.message);
+          });
+        }),
+    );
+    assert.equal(errored, "ERR_HTTP2_SESSION_ERROR", `round ${round}`);
+  }
+  assert.ok(goawayGuardArmed());
 });

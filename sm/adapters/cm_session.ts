@@ -99,6 +99,7 @@ export class CmSession implements AsyncDisposable {
   async #session(signal: AbortSignal): Promise<void> {
     const client = await createGrpcClient(SMServiceClient, this.#o.address, {
       security: await this.#o.security(),
+      logger: this.#o.logger,
     });
     this.#client = client;
     const stream = client.registerSm();
