@@ -63,7 +63,8 @@ for (const entry of ENTRY_POINTS) {
   });
 }
 
-const ZOD_OBJECT_IMPORT = /import\s+(type\s+)?\{[^}]*\bz\b[^}]*\}\s+from\s+["']zod\/mini["']/;
+const ZOD_OBJECT_IMPORT =
+  /(import|export)\s+(type\s+)?\{[^}]*\bz\b[^}]*\}\s+from\s+["']zod\/mini["']/;
 
 for (const entry of ENTRY_POINTS) {
   Deno.test(`runtime deps: ${entry} imports zod/mini as a namespace only`, async () => {
@@ -82,6 +83,7 @@ for (const entry of ENTRY_POINTS) {
 Deno.test("runtime deps: the zod check matches the object import forms", () => {
   assert.ok(ZOD_OBJECT_IMPORT.test('import { z } from "zod/mini";'));
   assert.ok(ZOD_OBJECT_IMPORT.test("import type { z } from 'zod/mini';"));
+  assert.ok(ZOD_OBJECT_IMPORT.test('export { z } from "zod/mini";'));
   assert.ok(!ZOD_OBJECT_IMPORT.test('import * as z from "zod/mini";'));
   assert.ok(!ZOD_OBJECT_IMPORT.test('import { config } from "zod/mini";'));
 });
