@@ -797,6 +797,29 @@ export async function extractLayerFile(
 }
 
 /**
+ * The uncompressed bytes of a layer file, inflated as {@link extractFile} does it: in a Worker
+ * for files of 1 MiB or more (in this thread when no Worker can start), else in this thread.
+ * For a first pass over a layer (e.g. its diff digest) that must not hold the event loop.
+ */
+export async function openLayerFile(
+  path: string,
+  compression: LayerInputCompression,
+): Promise<ReadableStream<Uint8Array>> {
+  const file = await Deno.open(path, { read: true });
+  let size: number;
+  try {
+    size = (await file.stat()).size;
+  } catch (err) {
+    file.close();
+    throw err;
+  }
+  const inWorker = size >= WORKER_MIN_FILE;
+  // Either readable closes the file when it ends or is cancelled.
+  const source = inWorker ? fileChunks(file, FILE_CHUNK) : file.readable;
+  return await decompressed(source, compression, inWorker, inWorker);
+}
+
+/**
  * Removes a (partially) extracted target and everything below it, never following symlinks.
  * A missing target is fine.
  */

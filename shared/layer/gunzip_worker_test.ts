@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { gunzipInWorker } from "./gunzip_worker.ts";
 import { entry, gzip, tar } from "./_tar_builder.ts";
-import { extractLayer } from "./extract.ts";
+import { extractLayer, openLayerFile } from "./extract.ts";
 import { assertWorkersEnded, workerThreads } from "./_worker_threads.ts";
 
 /** Mixed content: incompressible runs, text and zeros, so inflate output sizes vary. */
@@ -174,4 +174,31 @@ Deno.test("gunzipInWorker: cancel ends promptly and cancels a source whose read 
   assert.equal((await pending).done, true);
   assert.equal(cancelled, "stop");
   await assertWorkersEnded(before);
+});
+
+Deno.test("openLayerFile: small and large gzip files and plain files give their bytes", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "aos_open_layer_" });
+  try {
+    const before = workerThreads();
+    for (const size of [1000, 3 * 1024 * 1024]) {
+      const data = sample(size);
+      const packed = await gzip(data);
+      await Deno.writeFile(`${dir}/l.gz`, packed);
+      await Deno.writeFile(`${dir}/l.tar`, data);
+      // 3 MiB of input compress to over 1 MiB here: the large one goes through a Worker.
+      assert.equal(size < 1024 * 1024 || packed.byteLength >= 1024 * 1024, true);
+      assert.deepEqual(await collect(await openLayerFile(`${dir}/l.gz`, "gzip")), data);
+      assert.deepEqual(await collect(await openLayerFile(`${dir}/l.gz`, "auto")), data);
+      assert.deepEqual(await collect(await openLayerFile(`${dir}/l.tar`, "none")), data);
+    }
+    await assertWorkersEnded(before);
+    await assert.rejects(
+      async () => await collect(await openLayerFile(`${dir}/l.tar`, "gzip")),
+      /.+/,
+      "plain bytes are not gzip",
+    );
+    await assert.rejects(openLayerFile(`${dir}/missing`, "gzip"), Deno.errors.NotFound);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -5,7 +5,7 @@
  */
 import { createHash } from "node:crypto";
 import { AosError } from "@aos/shared/core";
-import { type ExtractLimits, TarReader } from "@aos/shared/layer";
+import { type ExtractLimits, openLayerFile, TarReader } from "@aos/shared/layer";
 import type { LayerCompression } from "@aos/shared/oci";
 
 /** What {@link scanLayer} found. */
@@ -29,13 +29,8 @@ export async function scanLayer(
   limits: Pick<ExtractLimits, "maxTotalBytes" | "maxEntries" | "maxPathLength">,
   signal?: AbortSignal,
 ): Promise<LayerScan> {
-  const file = await Deno.open(path, { read: true });
-  let stream: ReadableStream<Uint8Array> = file.readable;
-  if (compression === "gzip") {
-    stream = stream.pipeThrough(
-      new DecompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>,
-    );
-  }
+  // Large layers inflate in a Worker, like the extraction that follows.
+  const stream = await openLayerFile(path, compression);
   const hash = createHash(algorithm);
   const raw = stream.getReader();
   // The reader sees the same bytes that are hashed; whatever it leaves unread is hashed below.
