@@ -12,7 +12,7 @@
  * receive one whenever a peer server (a C++ CM or IAM, or grpc-js's graceful shutdown) shuts down.
  *
  * The guard counts the native `receive()` calls on the stack and, while there is one, makes
- * `Http2Session#close()`/`destroy()` run on the next macrotask instead, after nghttp2 has
+ * `Http2Session#close()`/`destroy()` run once the JavaScript turn is over, after nghttp2 has
  * returned; whoever calls them (the binding, grpc-js, us). It patches prototypes rather than
  * adding `goaway` listeners, because grpc-js drops every listener of a client session once its
  * settings arrive (`removeAllListeners()`), which silently disarmed a per-session listener on

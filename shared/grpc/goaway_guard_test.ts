@@ -20,7 +20,7 @@ class FakeSession {
 }
 
 Deno.test({
-  name: "goaway guard: close/destroy made while busy wait for the next macrotask",
+  name: "goaway guard: close/destroy made while busy wait until the turn is over",
   permissions: "none",
   async fn() {
     let busy = true;
