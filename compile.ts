@@ -32,6 +32,39 @@ export function bundlePath(outDir: string, component: Component): string {
   return join(resolve(outDir), `${component}.bundle.js`);
 }
 
+/** The `deno bundle` arguments that write `component`'s bundle into `outDir`. */
+export function bundleArgs(component: Component, outDir: string): string[] {
+  return [
+    "bundle",
+    "--platform",
+    "deno",
+    "--minify",
+    mainModule(component),
+    "-o",
+    bundlePath(outDir, component),
+  ];
+}
+
+/**
+ * Writes `component`'s bundle into `outDir` exactly as compile.ts does (benches measure the
+ * form the binaries embed); returns its path.
+ */
+export async function writeBundle(component: Component, outDir: string): Promise<string> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: bundleArgs(component, outDir),
+    cwd: REPO_ROOT,
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (!out.success) {
+    throw new AosError(
+      "failed",
+      `Cannot bundle ${component}: ${new TextDecoder().decode(out.stderr).trim()}`,
+    );
+  }
+  return bundlePath(outDir, component);
+}
+
 /** The bundles of a main node's components in `outDir`, as `startLocalUnit`'s `mains`. */
 export function unitBundles(outDir: string): Record<"iam" | "sm" | "cm", string> {
   return {
@@ -89,7 +122,7 @@ export async function planCompile(
       output,
       flags,
       bundle,
-      bundleArgs: ["bundle", "--platform", "deno", "--minify", mainModule(component), "-o", bundle],
+      bundleArgs: bundleArgs(component, outDir),
       args: [
         "compile",
         ...flags,
