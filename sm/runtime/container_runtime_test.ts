@@ -371,10 +371,11 @@ Deno.test({
         ident: { itemId: "svc2", subjectId: "subj", instance: 0 },
         cmd: ["sh", "-c", "echo to-stderr >&2; echo to-stdout; sleep 1000"],
       }));
-      await waitFor(
-        "two lines",
-        async () => (await readOr(rt2.logPath(s2.instanceId))).includes("to-stdout"),
-      );
+      // stdout and stderr are separate pipes pumped on their own: either line may land first.
+      await waitFor("two lines", async () => {
+        const text = await readOr(rt2.logPath(s2.instanceId));
+        return text.includes("to-stdout") && text.includes("to-stderr");
+      });
       const text = await Deno.readTextFile(rt2.logPath(s2.instanceId));
       assert.match(text, / err to-stderr\n/);
       assert.match(text, / out to-stdout\n/);
