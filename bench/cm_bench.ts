@@ -54,13 +54,10 @@ import {
 } from "../devcloud/local_unit.ts";
 import { type ComponentProcess, startComponent, waitFor } from "../devcloud/process.ts";
 import { commandFor } from "../permissions/launch.ts";
+import { arg, median, showRss, vmRss } from "./_support.ts";
 import { busyboxLayer, serviceImage } from "../tests/fixtures/oci_image.ts";
 import { ident, smSkipReason, startSmUnit } from "../tests/fixtures/sm_unit.ts";
 
-function arg(name: string, fallback: string): string {
-  const i = Deno.args.indexOf(`--${name}`);
-  return i >= 0 ? Deno.args[i + 1] ?? fallback : fallback;
-}
 const N = Number(arg("instances", "20"));
 const ROUNDS = Number(arg("rounds", "3"));
 const MESSAGES = Number(arg("messages", "1000"));
@@ -73,19 +70,11 @@ const MAINS = BUNDLES ? unitBundles(BUNDLES) : undefined;
 const BURST = 200;
 
 const best = (xs: number[]) => Math.min(...xs);
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 const ms = (x: number) => `${x.toFixed(0)} ms`;
 const loadavg = async () => (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3);
 
-/** VmRSS and its anonymous / file-backed parts, MB. */
-async function rss(pid: number): Promise<string> {
-  const status = await Deno.readTextFile(`/proc/${pid}/status`);
-  const mb = (key: string) =>
-    Number(new RegExp(`^${key}:\\s+(\\d+)\\s+kB`, "m").exec(status)?.[1] ?? NaN) / 1024;
-  return `${mb("VmRSS").toFixed(1)} MB (anon ${mb("RssAnon").toFixed(1)}, file-backed ${
-    mb("RssFile").toFixed(1)
-  })`;
-}
+/** VmRSS and its anonymous / file-backed parts. */
+const rss = async (pid: number) => showRss(await vmRss(pid));
 
 /** CPU time (user + system) a process used so far, ms (clock ticks of 10 ms). */
 async function cpuMs(pid: number | "self"): Promise<number> {

@@ -23,30 +23,15 @@ import {
   parseCsr,
 } from "../shared/crypto/mod.ts";
 import { bundlePath, writeBundle } from "../compile.ts";
+import { arg, showRss, vmRss } from "./_support.ts";
 import { call, iamClients, IamProcess, makeUnit, ok, writeIamNode } from "../tests/iam_support.ts";
 
-function arg(name: string, fallback: string): string {
-  const i = Deno.args.indexOf(`--${name}`);
-  return i >= 0 ? Deno.args[i + 1] ?? fallback : fallback;
-}
 const ROUNDS = Number(arg("rounds", "200"));
 const TYPE = arg("type", "sm");
 const SETTLE_S = Number(arg("settle", "45"));
 const BUNDLES = arg("bundles", "");
 const FROM_SOURCE = Deno.args.includes("--source");
 const PASSWORD = "bench";
-
-/** VmRSS and its anonymous / file-backed parts, MB. */
-async function rss(pid: number): Promise<{ total: number; anon: number; file: number }> {
-  const status = await Deno.readTextFile(`/proc/${pid}/status`);
-  const mb = (key: string) =>
-    Number(new RegExp(`^${key}:\\s+(\\d+)\\s+kB`, "m").exec(status)?.[1] ?? NaN) / 1024;
-  return { total: mb("VmRSS"), anon: mb("RssAnon"), file: mb("RssFile") };
-}
-
-function show(r: { total: number; anon: number; file: number }): string {
-  return `${r.total.toFixed(1)} MB (anon ${r.anon.toFixed(1)}, file-backed ${r.file.toFixed(1)})`;
-}
 
 await using unit = await makeUnit();
 const node = await writeIamNode(unit.root, unit.ca, {
@@ -71,9 +56,9 @@ if (main) {
 }
 await using iam = await IamProcess.start(node, true, [], main);
 await new Promise((r) => setTimeout(r, 3_000));
-const early = await rss(iam.pid);
+const early = await vmRss(iam.pid);
 await new Promise((r) => setTimeout(r, SETTLE_S * 1000));
-const idle = await rss(iam.pid);
+const idle = await vmRss(iam.pid);
 
 using c = await iamClients(node.protectedUrl, { mode: "insecure" });
 ok(
@@ -113,7 +98,7 @@ for (let i = 0; i < ROUNDS; i++) {
   inIam += performance.now() - b;
 }
 const wall = performance.now() - t0;
-const busy = await rss(iam.pid);
+const busy = await vmRss(iam.pid);
 await iam.stop("SIGTERM");
 
 console.log(
@@ -125,6 +110,6 @@ console.log(
     `(${(inIam / ROUNDS).toFixed(1)} ms per pair, of which CreateKey ` +
     `${(inCreate / ROUNDS).toFixed(1)} ms)`,
 );
-console.log(`  VmRSS 3 s after start:  ${show(early)}`);
-console.log(`  VmRSS idle, ${SETTLE_S + 3} s:     ${show(idle)}; target <= 60 MB`);
-console.log(`  VmRSS after the loop:   ${show(busy)}`);
+console.log(`  VmRSS 3 s after start:  ${showRss(early)}`);
+console.log(`  VmRSS idle, ${SETTLE_S + 3} s:     ${showRss(idle)}; target <= 60 MB`);
+console.log(`  VmRSS after the loop:   ${showRss(busy)}`);

@@ -15,13 +15,10 @@
 import { createHash } from "node:crypto";
 import { Downloader } from "../shared/download/mod.ts";
 import { extractLayerFile } from "../shared/layer/mod.ts";
+import { arg } from "./_support.ts";
 
-function arg(name: string, fallback: number): number {
-  const i = Deno.args.indexOf(`--${name}`);
-  return i >= 0 ? Number(Deno.args[i + 1]) : fallback;
-}
-const RUNS = arg("runs", 2);
-const SCALE = arg("scale", 1);
+const RUNS = Number(arg("runs", "2"));
+const SCALE = Number(arg("scale", "1"));
 const MB = 1e6;
 
 function strArg(name: string): string | undefined {

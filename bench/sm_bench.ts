@@ -18,21 +18,12 @@
 import { busyboxLayer, serviceImage } from "../tests/fixtures/oci_image.ts";
 import { ident, RUNC, smSkipReason, startSmUnit, waitFor } from "../tests/fixtures/sm_unit.ts";
 import { instanceId } from "../sm/runtime/instance_id.ts";
+import { arg, median, rssMb } from "./_support.ts";
 
-function arg(name: string, fallback: string): string {
-  const i = Deno.args.indexOf(`--${name}`);
-  return i >= 0 ? Deno.args[i + 1] ?? fallback : fallback;
-}
 const ROUNDS = Number(arg("rounds", "3"));
 const COUNTS = arg("counts", "1,20").split(",").map(Number);
 /** The SM's start pool (`START_CONCURRENCY`). */
 const POOL = 4;
-
-async function rssMb(pid: number): Promise<number> {
-  const status = await Deno.readTextFile(`/proc/${pid}/status`);
-  const kb = Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? NaN);
-  return kb / 1024;
-}
 
 async function pool<T>(items: T[], n: number, f: (x: T) => Promise<void>): Promise<void> {
   let next = 0;
@@ -68,12 +59,7 @@ function insideMs(log: string): number {
 }
 
 const best = (xs: number[]) => Math.min(...xs);
-/** Median: with a ~30 ms floor, one lucky runc round moves a best-vs-best ratio by 0.3. */
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-};
+// Medians: with a ~30 ms floor, one lucky runc round moves a best-vs-best ratio by 0.3.
 const fmt = (ms: number) => `${ms.toFixed(0)} ms`;
 
 async function main(): Promise<void> {

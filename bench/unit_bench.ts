@@ -25,16 +25,7 @@ import {
   writeLocalUnit,
 } from "../devcloud/local_unit.ts";
 import { waitFor } from "../devcloud/process.ts";
-
-function option(name: string, fallback: string): string {
-  const i = Deno.args.indexOf(name);
-  return i >= 0 ? Deno.args[i + 1] ?? fallback : fallback;
-}
-
-async function rssMb(pid: number): Promise<number> {
-  const status = await Deno.readTextFile(`/proc/${pid}/status`);
-  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
-}
+import { arg, rssMb } from "./_support.ts";
 
 function parseRate(): number {
   const body = buildDesiredStatus(
@@ -67,7 +58,7 @@ function parseRate(): number {
   return n / ((performance.now() - t0) / 1000);
 }
 
-const counts = option("--counts", "1,10,20").split(",").map(Number);
+const counts = arg("counts", "1,10,20").split(",").map(Number);
 const root = await Deno.makeTempDir({ prefix: "aos-bench-" });
 const cloud = await startDevcloud({
   workingDir: join(root, "devcloud"),
@@ -77,7 +68,7 @@ const cloud = await startDevcloud({
 });
 const layout = await writeLocalUnit(join(root, "unit"), cloud);
 // `--bundles DIR`: run the bundles `compile.ts --out DIR` wrote (what the binaries embed).
-const bundles = option("--bundles", "");
+const bundles = arg("bundles", "");
 const unit = await startLocalUnit(cloud, layout, bundles ? { mains: unitBundles(bundles) } : {});
 console.log(
   bundles ? `components run from the bundles in ${bundles}` : "components run from source",
@@ -90,7 +81,7 @@ try {
   }
   // Idle for a while, V8 shrinks the heap it grew during start-up (measured: 15–30 s after
   // start); `--settle 0` skips this.
-  const settle = Number(option("--settle", "40"));
+  const settle = Number(arg("settle", "40"));
   if (settle > 0) {
     await new Promise((r) => setTimeout(r, settle * 1000));
     for (const p of unit.processes) {
