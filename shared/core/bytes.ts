@@ -22,3 +22,10 @@ export function toBytes(data: ArrayBuffer | Uint8Array | readonly Uint8Array[]):
   const view = data as Uint8Array;
   return new Uint8Array(view.buffer, view.byteOffset, view.length);
 }
+
+/** Byte-wise equality. */
+export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.byteLength !== b.byteLength) return false;
+  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
+  return true;
+}

@@ -4,6 +4,9 @@
  */
 import { Buffer } from "node:buffer";
 import { AosError } from "../core/errors.ts";
+import { bytesEqual } from "../core/bytes.ts";
+
+export { bytesEqual };
 
 /** Upper bound on a PEM bundle we parse: certificate chains are kilobytes, never megabytes. */
 export const MAX_PEM_SIZE = 1024 * 1024;
@@ -86,13 +89,6 @@ export function fromHex(text: string, what = "hex value"): Uint8Array {
     throw new AosError("invalidArgument", `Cannot decode ${what}: not hex`);
   }
   return new Uint8Array(Buffer.from(text, "hex"));
-}
-
-/** Byte-wise equality. */
-export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.byteLength !== b.byteLength) return false;
-  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 /** Wraps DER in a PEM block with 64-column lines, as OpenSSL writes it. */

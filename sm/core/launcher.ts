@@ -21,11 +21,18 @@ export interface DesiredInstance {
   info: InstanceInfo;
 }
 
+/** A change of the desired set: rows written (replacing a row of the same ID) and IDs removed. */
+export interface DesiredChange {
+  put?: DesiredInstance[];
+  remove?: string[];
+}
+
 /** Where the desired set is persisted (SQLite in production). */
 export interface InstanceStore {
+  /** The desired set, ordered by item, subject and instance. */
   list(): DesiredInstance[];
-  put(instance: DesiredInstance): void;
-  remove(instanceId: string): void;
+  /** Applies a change all or nothing (one transaction). */
+  apply(change: DesiredChange): void;
 }
 
 /** Runtime state of an instance as the launcher sees it. */
@@ -182,6 +189,8 @@ export class Launcher {
     const usedBefore = this.#usedItems();
     const known = new Set(this.#d.store.list().map((d) => d.instanceId));
     const rejected: WireStatus[] = [];
+    const removed: string[] = [];
+    const put: DesiredInstance[] = [];
     for (const ident of update.stopInstances) {
       const id = this.#d.instanceIdOf(ident);
       if (!known.has(id) && !this.#errors.has(id)) {
@@ -201,7 +210,7 @@ export class Launcher {
         });
         continue;
       }
-      this.#d.store.remove(id);
+      removed.push(id);
       this.#errors.delete(id);
     }
     for (const info of update.startInstances) {
@@ -215,8 +224,10 @@ export class Launcher {
         continue;
       }
       this.#errors.delete(id);
-      this.#d.store.put({ instanceId: id, info });
+      put.push({ instanceId: id, info });
     }
+    // One transaction for the whole batch: a crash stores all of it or none.
+    this.#d.store.apply({ put, remove: removed });
     await this.#reconcile(usedBefore);
     return rejected;
   }
@@ -311,7 +322,8 @@ export class Launcher {
   statuses(): WireStatus[] {
     const states = this.#d.runtime.states();
     const out: WireStatus[] = [];
-    for (const d of this.#d.store.list()) {
+    const desired = this.#d.store.list();
+    for (const d of desired) {
       const failed = this.#errors.get(d.instanceId);
       if (failed) {
         out.push(this.#wireStatus(d.info, "failed", failed.error));
@@ -321,7 +333,7 @@ export class Launcher {
       out.push(this.#wireStatus(d.info, s?.state ?? "activating", s?.error));
     }
     for (const [id, f] of this.#errors) {
-      if (!this.#d.store.list().some((d) => d.instanceId === id)) {
+      if (!desired.some((d) => d.instanceId === id)) {
         out.push(this.#wireStatus(f.info, "failed", f.error));
       }
     }

@@ -4,6 +4,7 @@ import { InstanceInfo } from "@aos/proto/servicemanager/v5/servicemanager.ts";
 import { AosError } from "@aos/shared/core";
 import { nullLogger } from "@aos/shared/logger";
 import {
+  type DesiredChange,
   type DesiredInstance,
   identKey,
   type ImagePort,
@@ -38,8 +39,9 @@ class MemoryStore implements InstanceStore {
   put(d: DesiredInstance) {
     this.rows.set(d.instanceId, d);
   }
-  remove(id: string) {
-    this.rows.delete(id);
+  apply(change: DesiredChange) {
+    for (const id of change.remove ?? []) this.rows.delete(id);
+    for (const d of change.put ?? []) this.put(d);
   }
 }
 
