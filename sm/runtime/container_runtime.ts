@@ -180,7 +180,10 @@ interface Managed {
   stopping: boolean;
   restartTimer?: ReturnType<typeof setTimeout> | undefined;
   mounted: boolean;
-  /** Where the last start spent its time (ms): bundle files, the overlay mount, runc. */
+  /**
+   * Where the last start spent its time (ms): bundle files, the overlay mount (config.json and
+   * the log opened meanwhile), runc from spawn to running.
+   */
   startTimes?: { bundleMs: number; mountMs: number; runcMs: number } | undefined;
 }
 
@@ -421,11 +424,6 @@ export class RuncRuntime implements ContainerRuntime {
     await m.lock.run(async () => {
       try {
         await this.#prepare(m, desc);
-        m.log = await RotatingLog.open(this.logPath(id), {
-          maxBytes: this.#logMax,
-          files: this.#logFiles,
-          clock: this.#clock,
-        });
         await this.#launch(m);
       } catch (err) {
         const e = toAosError(err);
@@ -441,7 +439,10 @@ export class RuncRuntime implements ContainerRuntime {
     return this.#status(m);
   }
 
-  /** Builds the bundle: dirs, state/storage, config.json, skeleton, overlay. */
+  /**
+   * Builds the bundle (dirs, state/storage, skeleton, overlay, config.json) and opens the log.
+   * config.json and the log are written while the `mount` process of the overlay runs.
+   */
   async #prepare(m: Managed, desc: InstanceDesc): Promise<void> {
     const t0 = performance.now();
     checkId("uid", desc.uid);
@@ -453,8 +454,10 @@ export class RuncRuntime implements ContainerRuntime {
       );
     }
     // Leftovers of an earlier run (e.g. an SM crash): never mount over a mounted rootfs.
-    for (const mp of await mountsUnder(m.bundle)) await unmount(this.#runner, mp);
-    removeTreeSync(m.bundle);
+    if (statOrUndefined(m.bundle)) {
+      for (const mp of await mountsUnder(m.bundle)) await unmount(this.#runner, mp);
+      removeTreeSync(m.bundle);
+    }
     const mountsDir = `${m.bundle}/mounts`;
     const rootfs = `${m.bundle}/rootfs`;
     Deno.mkdirSync(mountsDir, { recursive: true, mode: 0o755 });
@@ -522,10 +525,6 @@ export class RuncRuntime implements ContainerRuntime {
         });
       }
     }
-    Deno.writeTextFileSync(`${m.bundle}/config.json`, JSON.stringify(spec, null, 2), {
-      mode: 0o600,
-    });
-
     const lower = [mountsDir, ...desc.layers];
     if (this.#cfg.hostBinds.length > 0) {
       // Instances start in parallel: the first one makes the whiteouts, the others wait for it.
@@ -547,12 +546,27 @@ export class RuncRuntime implements ContainerRuntime {
       Deno.mkdirSync(upper.workdir, { mode: 0o700 });
     }
     const t1 = performance.now();
-    await mountOverlay(this.#runner, {
+    const mounting = mountOverlay(this.#runner, {
       lower,
       target: rootfs,
       ...(upper ? { upper } : {}),
-    }, { logger: this.#log });
-    m.mounted = true;
+    }, { logger: this.#log }).then(() => {
+      m.mounted = true;
+    });
+    const writing = (async () => {
+      Deno.writeTextFileSync(`${m.bundle}/config.json`, JSON.stringify(spec, null, 2), {
+        mode: 0o600,
+      });
+      m.log = await RotatingLog.open(this.logPath(m.id), {
+        maxBytes: this.#logMax,
+        files: this.#logFiles,
+        clock: this.#clock,
+      });
+    })();
+    // Both settle before a failure is thrown, so the cleanup sees the mount and the log.
+    const [mount, write] = await Promise.allSettled([mounting, writing]);
+    if (mount.status === "rejected") throw mount.reason;
+    if (write.status === "rejected") throw write.reason;
     m.startTimes = { bundleMs: ms(t1 - t0), mountMs: ms(performance.now() - t1), runcMs: 0 };
   }
 

@@ -218,6 +218,39 @@ Deno.test({
   },
 });
 
+/** Files this process holds open (its /proc/self/fd links). */
+async function openFiles(): Promise<string[]> {
+  const out: string[] = [];
+  for await (const e of Deno.readDir("/proc/self/fd")) {
+    const target = await Deno.readLink(`/proc/self/fd/${e.name}`).catch(() => "");
+    if (target) out.push(target);
+  }
+  return out;
+}
+
+Deno.test({
+  name: "runc: a failed overlay mount fails the start; no bundle, mount or open log is left",
+  ignore: skip !== undefined,
+  async fn() {
+    await withEnv(async (env) => {
+      const rt = await env.make();
+      const bad = desc(env, { cmd: ["sleep", "1000"], layers: [`${env.dir}/no-such-layer`] });
+      const id = instanceId(bad.ident);
+      await assert.rejects(rt.startInstance(bad), /mount/);
+      assert.equal(rt.listInstances().find((s) => s.instanceId === id)?.state, "failed");
+      assert.ok(!(await pathExists(rt.bundlePath(id))), "the bundle was removed");
+      assert.deepEqual(await mountsUnder(env.dir), []);
+      assert.ok(
+        !(await openFiles()).includes(rt.logPath(id)),
+        "the instance log opened during the mount was closed",
+      );
+      // The same instance starts once its layer is there.
+      const ok = await rt.startInstance(desc(env, { cmd: ["sleep", "1000"] }));
+      assert.equal(ok.state, "active");
+    });
+  },
+});
+
 Deno.test({
   name: "runc: a process ignoring SIGTERM is SIGKILLed after the grace period",
   ignore: skip !== undefined,
