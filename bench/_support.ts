@@ -1,7 +1,10 @@
 /**
- * Helpers every bench uses: `--name value` options, a process's memory from /proc, medians.
+ * Helpers every bench uses: `--name value` options, a process's memory from /proc, medians, the
+ * module a component ships as.
  * @module
  */
+import { bundlePath, writeBundle } from "../compile.ts";
+import type { Component } from "../permissions/mod.ts";
 
 /** The value after `--<name>` on the command line, or `fallback`. */
 export function arg(name: string, fallback: string): string {
@@ -39,4 +42,28 @@ export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const mid = s.length >> 1;
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/**
+ * The module to run `component` from, as the `--bundles DIR` / `--source` options say: by
+ * default its bundle, built into `scratchDir` as `compile.ts` builds it (what the binaries
+ * embed); `undefined` for `--source` (its `main.ts`).
+ *
+ * The first `deno run` of a module file parses it to build the module graph (cached in
+ * DENO_DIR afterwards) and keeps that memory: ~20 MB for a component's bundle. A compiled binary
+ * has its graph built at compile time, so one short run (`--help`) primes the cache first.
+ */
+export async function shippedMain(
+  component: Component,
+  scratchDir: string,
+): Promise<string | undefined> {
+  if (Deno.args.includes("--source")) return undefined;
+  const bundles = arg("bundles", "");
+  const main = bundles ? bundlePath(bundles, component) : await writeBundle(component, scratchDir);
+  await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", main, "--help"],
+    stdout: "null",
+    stderr: "null",
+  }).output();
+  return main;
 }

@@ -22,15 +22,12 @@ import {
   parseCertificate,
   parseCsr,
 } from "../shared/crypto/mod.ts";
-import { bundlePath, writeBundle } from "../compile.ts";
-import { arg, showRss, vmRss } from "./_support.ts";
+import { arg, shippedMain, showRss, vmRss } from "./_support.ts";
 import { call, iamClients, IamProcess, makeUnit, ok, writeIamNode } from "../tests/iam_support.ts";
 
 const ROUNDS = Number(arg("rounds", "200"));
 const TYPE = arg("type", "sm");
 const SETTLE_S = Number(arg("settle", "45"));
-const BUNDLES = arg("bundles", "");
-const FROM_SOURCE = Deno.args.includes("--source");
 const PASSWORD = "bench";
 
 await using unit = await makeUnit();
@@ -39,21 +36,7 @@ const node = await writeIamNode(unit.root, unit.ca, {
   main: true,
   modules: [{ id: "iam" }, { id: "sm" }, { id: "offline", algorithm: "rsa", maxItems: 5 }],
 });
-const main = FROM_SOURCE
-  ? undefined
-  : BUNDLES
-  ? bundlePath(BUNDLES, "iam")
-  : await writeBundle("iam", `${unit.root}/dist`);
-if (main) {
-  // The first `deno run` of a module file parses it to build the module graph (cached in
-  // DENO_DIR afterwards) and keeps that memory: ~20 MB for this bundle. A compiled binary has its
-  // graph built at compile time, so one short run primes the cache before the measured one.
-  await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-prompt", main, "--help"],
-    stdout: "null",
-    stderr: "null",
-  }).output();
-}
+const main = await shippedMain("iam", `${unit.root}/dist`);
 await using iam = await IamProcess.start(node, true, [], main);
 await new Promise((r) => setTimeout(r, 3_000));
 const early = await vmRss(iam.pid);

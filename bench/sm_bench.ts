@@ -6,22 +6,31 @@
  *   `active` (the SM answers with the snapshot once every start resolved);
  * - **inside sm**: from the SM's log, `update_instances` received to the last instance `active`
  *   (the issue's measure: "from update_instances received to all instances active");
- * - **runc**: `runc run -d` alone on the same bundles the SM prepared (config.json and mounted
- *   rootfs kept by killing the SM with SIGKILL and deleting only the containers), with the SM's
- *   start concurrency (4), and sequentially;
- * - idle RSS of the `sm` process (`VmRSS` of /proc/<pid>/status) with no instance and with 20.
+ * - **runc**: `runc run -d` alone on copies of the bundles the SM prepared (its config.json with
+ *   paths and IDs renamed, its mount-point skeleton, an overlay of the same layers), with the
+ *   SM's start concurrency (4), and sequentially;
+ * - idle RSS of the `sm` process (`VmRSS` of /proc/<pid>/status): with no instance 3 s after start
+ *   and once V8 has settled (`--settle S`, default 40 s), with 1 and with 21 instances.
  *
- * Run (root, runc, busybox-static): `deno run -A bench/sm_bench.ts [--rounds N] [--counts 1,20]`.
- * Ratios are printed best-vs-best and median-vs-median; the medians are the figures to read.
+ * The rounds are paired: each round runs the SM's start and the runc floor back to back (their
+ * order alternating), so both see the same state of the machine; a VM whose speed drifts from
+ * one second to the next then moves both. One unmeasured round of each goes first.
+ *
+ * Run (root, runc, busybox-static): `deno run -A bench/sm_bench.ts [--rounds N] [--counts 1,20]
+ * [--settle S] [--bundles DIR | --source]`. By default `sm` runs from its bundle, built here as
+ * `compile.ts` builds it (what the binaries embed); `--bundles DIR` takes the one `deno run -A
+ * compile.ts --out DIR` wrote, `--source` runs `sm/main.ts`. The medians are the figures to read;
+ * best-vs-best is printed too.
  * @module
  */
 import { busyboxLayer, serviceImage } from "../tests/fixtures/oci_image.ts";
-import { ident, RUNC, smSkipReason, startSmUnit, waitFor } from "../tests/fixtures/sm_unit.ts";
+import { ident, RUNC, smSkipReason, type SmUnit, startSmUnit } from "../tests/fixtures/sm_unit.ts";
 import { instanceId } from "../sm/runtime/instance_id.ts";
-import { arg, median, rssMb } from "./_support.ts";
+import { arg, median, rssMb, shippedMain } from "./_support.ts";
 
-const ROUNDS = Number(arg("rounds", "3"));
+const ROUNDS = Number(arg("rounds", "15"));
 const COUNTS = arg("counts", "1,20").split(",").map(Number);
+const SETTLE_S = Number(arg("settle", "40"));
 /** The SM's start pool (`START_CONCURRENCY`). */
 const POOL = 4;
 
@@ -32,17 +41,101 @@ async function pool<T>(items: T[], n: number, f: (x: T) => Promise<void>): Promi
   }));
 }
 
-async function runcRun(root: string, bundle: string, id: string): Promise<void> {
-  // Detached, the container inherits runc's stdio: no pipe may be handed over (it would never
-  // reach EOF), so errors go to runc's log file.
-  const log = `${bundle}/bench-runc.log`;
-  const out = await new Deno.Command(RUNC, {
-    args: ["--log", log, "--root", root, "run", "-d", "--bundle", bundle, id],
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  }).output();
-  if (!out.success) throw new Error(`runc run ${id}: ${await Deno.readTextFile(log)}`);
+async function run(program: string, args: string[]): Promise<void> {
+  const out = await new Deno.Command(program, { args, stdin: "null", stdout: "null" }).output();
+  if (!out.success) {
+    throw new Error(`${program} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
+  }
+}
+
+/** `lowerdir` of the overlay mounted at `target` (from /proc/self/mountinfo). */
+async function overlayLowers(target: string): Promise<string[]> {
+  for (const line of (await Deno.readTextFile("/proc/self/mountinfo")).split("\n")) {
+    const [mine, theirs] = line.split(" - ");
+    if (mine?.split(" ")[4] !== target || !theirs?.startsWith("overlay ")) continue;
+    const lower = theirs.split(" ")[2]?.split(",").find((o) => o.startsWith("lowerdir="));
+    if (lower) return lower.slice("lowerdir=".length).split(":");
+  }
+  throw new Error(`no overlay mounted at ${target}`);
+}
+
+/**
+ * The runc floor's own bundles: for each SM bundle, a copy of its config.json (bundle path and
+ * instance ID renamed) and of its mount-point skeleton, and an overlay of the same layers. They
+ * live beside the SM's, with their own runc root, so the floor can run while the SM does.
+ */
+class Floor implements AsyncDisposable {
+  readonly root: string;
+  readonly runcRoot: string;
+  readonly ids: string[] = [];
+
+  constructor(readonly unit: SmUnit) {
+    this.root = `${unit.paths.workingDir}/bench-floor`;
+    this.runcRoot = `${this.root}/runc`;
+  }
+
+  bundle(id: string): string {
+    return `${this.root}/${id}`;
+  }
+
+  /** Copies the SM's bundle of instance `smId` (which must be running) as `floor-<n>`. */
+  async copy(smId: string): Promise<void> {
+    const id = `floor-${this.ids.length}`;
+    const from = `${this.unit.paths.runtimeDir}/${smId}`;
+    const to = this.bundle(id);
+    await Deno.mkdir(`${to}/rootfs`, { recursive: true });
+    await run("cp", ["-a", `${from}/mounts`, `${to}/mounts`]);
+    const config = await Deno.readTextFile(`${from}/config.json`);
+    await Deno.writeTextFile(`${to}/config.json`, config.replaceAll(from, to).replaceAll(smId, id));
+    const lowers = (await overlayLowers(`${from}/rootfs`)).map((l) => l.replace(from, to));
+    await run("mount", [
+      "-i",
+      "-n",
+      "-t",
+      "overlay",
+      "overlay",
+      "-o",
+      `ro,lowerdir=${lowers.join(":")}`,
+      `${to}/rootfs`,
+    ]);
+    this.ids.push(id);
+  }
+
+  async #runc(args: string[]): Promise<void> {
+    await run(RUNC, ["--root", this.runcRoot, ...args]);
+  }
+
+  /** `runc run -d` of one floor container; errors go to runc's log file (see below). */
+  async start(id: string): Promise<void> {
+    // Detached, the container inherits runc's stdio: no pipe may be handed over (it would never
+    // reach EOF), so errors go to runc's log file.
+    const log = `${this.bundle(id)}/bench-runc.log`;
+    const out = await new Deno.Command(RUNC, {
+      args: ["--log", log, "--root", this.runcRoot, "run", "-d", "--bundle", this.bundle(id), id],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    if (!out.success) throw new Error(`runc run ${id}: ${await Deno.readTextFile(log)}`);
+  }
+
+  async startAll(concurrency: number): Promise<number> {
+    const t = performance.now();
+    await pool(this.ids, concurrency, (id) => this.start(id));
+    return performance.now() - t;
+  }
+
+  async deleteAll(): Promise<void> {
+    for (const id of this.ids) await this.#runc(["delete", "--force", id]);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    for (const id of this.ids) {
+      await this.#runc(["delete", "--force", id]).catch(() => {});
+      await run("umount", ["-n", `${this.bundle(id)}/rootfs`]).catch(() => {});
+    }
+    await Deno.remove(this.root, { recursive: true }).catch(() => {});
+  }
 }
 
 /**
@@ -59,8 +152,8 @@ function insideMs(log: string): number {
 }
 
 const best = (xs: number[]) => Math.min(...xs);
-// Medians: with a ~30 ms floor, one lucky runc round moves a best-vs-best ratio by 0.3.
 const fmt = (ms: number) => `${ms.toFixed(0)} ms`;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function main(): Promise<void> {
   const skip = await smSkipReason();
@@ -68,89 +161,97 @@ async function main(): Promise<void> {
     console.log(`sm_bench: cannot run: ${skip}`);
     return;
   }
-  await using u = await startSmUnit();
-  const svc = await serviceImage(u.store, await busyboxLayer());
-  await new Promise((r) => setTimeout(r, 2000));
+  const dist = await Deno.makeTempDir({ prefix: "sm-bench-" });
+  try {
+    await bench(await shippedMain("sm", dist));
+  } finally {
+    await Deno.remove(dist, { recursive: true });
+  }
+}
+
+async function bench(smMain: string | undefined): Promise<void> {
+  await using u = await startSmUnit({ smMain });
+  await sleep(3000);
+  const idleEarly = await rssMb(u.sm!.pid);
+  await sleep(Math.max(0, SETTLE_S * 1000 - 3000));
   const idleEmpty = await rssMb(u.sm!.pid);
+  const svc = await serviceImage(u.store, await busyboxLayer());
   // One instance keeps the item installed, so every round measures launches only.
-  const warm = u.info("svc", 999, svc.manifestDigest);
-  await u.update([warm]);
-  await new Promise((r) => setTimeout(r, 2000));
+  const warmInfo = u.info("svc", 999, svc.manifestDigest);
+  await u.update([warmInfo]);
+  await sleep(2000);
   const idle0 = await rssMb(u.sm!.pid);
 
   const results: string[] = [];
   let idle20: number | undefined;
   for (const n of COUNTS) {
+    const idx = Array.from({ length: n }, (_, i) => i);
+    const ids = idx.map((i) => instanceId({ itemId: "svc", subjectId: "subj", instance: i }));
+    const infos = idx.map((i) => u.info("svc", i, svc.manifestDigest));
+    const stopAll = idx.map((i) => ident("svc", i));
+    // The SM is long-running in production: every round starts the N instances on the same,
+    // warm SM and then stops them again through it.
+    const smRound = async () => {
+      const mark = u.sm!.log().length;
+      const t0 = performance.now();
+      const snap = await u.update([warmInfo, ...infos]);
+      const total = performance.now() - t0;
+      const active = snap.filter((s) => s.state === "active").length;
+      if (active !== n + 1) throw new Error(`only ${active - 1} of ${n} instances active`);
+      return { total, inside: insideMs(u.sm!.log().slice(mark)) };
+    };
+
+    await using floor = new Floor(u);
+    await smRound(); // unmeasured: also gives the floor its bundles
+    for (const id of ids) await floor.copy(id);
+    if (n === 20) {
+      await sleep(2000);
+      idle20 = await rssMb(u.sm!.pid);
+    }
+    await u.update([warmInfo], stopAll);
+    await floor.startAll(POOL); // unmeasured
+    await floor.deleteAll();
+
     const sm: number[] = [];
     const smInside: number[] = [];
     const runcPool: number[] = [];
     const runcSeq: number[] = [];
-    const idx = Array.from({ length: n }, (_, i) => i);
-    const ids = idx.map((i) => instanceId({ itemId: "svc", subjectId: "subj", instance: i }));
-    // The SM is long-running in production: every round starts the N instances on the same,
-    // warm SM and then stops them again through it.
-    const infos = idx.map((i) => u.info("svc", i, svc.manifestDigest));
-    const warmInfo = u.info("svc", 999, svc.manifestDigest);
     for (let r = 0; r < ROUNDS; r++) {
-      const mark = u.sm!.log().length;
-      const t0 = performance.now();
-      const snap = await u.update([warmInfo, ...infos]);
-      sm.push(performance.now() - t0);
-      smInside.push(insideMs(u.sm!.log().slice(mark)));
-      const active = snap.filter((s) => s.state === "active").length;
-      if (active !== n + 1) throw new Error(`only ${active - 1} of ${n} instances active`);
-      if (n === 20 && idle20 === undefined) {
-        await new Promise((r) => setTimeout(r, 2000));
-        idle20 = await rssMb(u.sm!.pid);
-      }
-      if (r < ROUNDS - 1) await u.update([warmInfo], idx.map((i) => ident("svc", i)));
+      const floorRound = async () => {
+        runcPool.push(await floor.startAll(POOL));
+        await floor.deleteAll();
+        runcSeq.push(await floor.startAll(1));
+        await floor.deleteAll();
+      };
+      if (r % 2) await floorRound();
+      const { total, inside } = await smRound();
+      sm.push(total);
+      smInside.push(inside);
+      await u.update([warmInfo], stopAll);
+      if (r % 2 === 0) await floorRound();
     }
-
-    // Keep the last round's bundles, drop the containers, and start them with runc alone.
-    await u.sm!.kill();
-    for (const id of ids) {
-      await u.runc.kill(id, "KILL").catch(() => false);
-      await u.runc.delete(id);
-    }
-    const bundle = (id: string) => `${u.paths.runtimeDir}/${id}`;
-    for (let r = 0; r < ROUNDS; r++) {
-      let t = performance.now();
-      await pool(ids, POOL, (id) => runcRun(u.paths.runcRoot, bundle(id), id));
-      runcPool.push(performance.now() - t);
-      for (const id of ids) await u.runc.delete(id);
-      t = performance.now();
-      for (const id of ids) await runcRun(u.paths.runcRoot, bundle(id), id);
-      runcSeq.push(performance.now() - t);
-      for (const id of ids) await u.runc.delete(id);
-    }
-
-    // The restarted SM cleans the orphans up and restores the desired set; then stop them.
-    const seen = u.snapshots.length;
-    await u.startSm();
-    await waitFor(
-      "restore",
-      () => u.snapshots.slice(seen).some((s) => s.every((x) => x.state === "active")),
-      60_000,
-    );
-    await u.update([warmInfo], idx.map((i) => ident("svc", i)));
-    const ratio = best(sm) / best(runcPool);
+    const pairRatio = median(smInside.map((x, i) => x / runcPool[i]!));
     results.push(
       `N=${n}: sm ${sm.map(fmt).join(", ")} (inside sm ${
         smInside.map(fmt).join(", ")
       }) | runc -d (pool ${POOL}) ${runcPool.map(fmt).join(", ")} | runc -d sequential ${
         runcSeq.map(fmt).join(", ")
-      } | best ratio sm/runc(pool) ${ratio.toFixed(2)} (target <= 1.5), sm/runc(seq) ${
-        (best(sm) / best(runcSeq)).toFixed(2)
-      }, inside sm/runc(pool) ${(best(smInside) / best(runcPool)).toFixed(2)} | median ratio ${
-        (median(sm) / median(runcPool)).toFixed(2)
-      }, inside sm ${(median(smInside) / median(runcPool)).toFixed(2)}`,
+      }\n  median ratio sm/runc(pool) ${(median(sm) / median(runcPool)).toFixed(2)}, inside sm ${
+        (median(smInside) / median(runcPool)).toFixed(2)
+      } (target <= 1.5), median of the paired ratios inside sm ${pairRatio.toFixed(2)}` +
+        ` | best ratio sm/runc(pool) ${(best(sm) / best(runcPool)).toFixed(2)}, inside sm ${
+          (best(smInside) / best(runcPool)).toFixed(2)
+        }, sm/runc(seq) ${(best(sm) / best(runcSeq)).toFixed(2)}`,
     );
   }
+  console.log(`sm from ${smMain ? `the bundle ${smMain}` : "source (sm/main.ts)"}`);
   console.log(results.join("\n"));
   console.log(
-    `sm idle RSS: ${idleEmpty.toFixed(1)} MB with no instance, ${idle0.toFixed(1)} MB with 1${
+    `sm idle RSS with no instance: ${idleEarly.toFixed(1)} MB 3 s after start, ${
+      idleEmpty.toFixed(1)
+    } MB settled (${SETTLE_S} s; target <= 70 MB); ${idle0.toFixed(1)} MB with 1 instance${
       idle20 !== undefined ? `, ${idle20.toFixed(1)} MB with 21` : ""
-    } (target <= 70 MB)`,
+    } (2 s after the start)`,
   );
 }
 
