@@ -4,7 +4,6 @@
  * with openssl.
  * @module
  */
-import assert from "node:assert/strict";
 import { join } from "node:path";
 import type * as grpc from "@grpc/grpc-js";
 import {
@@ -26,7 +25,7 @@ import {
   type GrpcClientConstructor,
   type UnaryMethod,
 } from "@aos/shared/grpc";
-import { makeTestCa, type TestCa } from "@aos/shared/testing";
+import { makeTestCa, openssl, type TestCa } from "@aos/shared/testing";
 import { commandFor } from "../permissions/launch.ts";
 
 /** A port that was free a moment ago (iam.cfg needs fixed URLs). */
@@ -304,24 +303,6 @@ export function ok<T extends { error: ErrorInfo | undefined }>(res: T): T {
   return res;
 }
 
-async function openssl(args: string[], stdin?: string): Promise<string> {
-  const child = new Deno.Command("openssl", {
-    args,
-    stdin: stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (stdin !== undefined) {
-    const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(stdin));
-    await w.close();
-  }
-  const out = await child.output();
-  const text = new TextDecoder();
-  assert.ok(out.success, `openssl ${args[0]}: ${text.decode(out.stderr)}`);
-  return text.decode(out.stdout);
-}
-
 /** Signs a PEM CSR with `ca` (extensions of the CSR copied); returns the PEM chain. */
 export async function signCsr(
   ca: TestCa,
@@ -363,7 +344,7 @@ export async function signCsr(
 
 /** Serial (lowercase hex, no leading zero bytes) of the first certificate of a PEM text. */
 export async function serialOf(pem: string): Promise<string> {
-  const out = await openssl(["x509", "-noout", "-serial"], pem);
+  const out = await openssl(["x509", "-noout", "-serial"], { stdin: pem });
   return out.trim().replace(/^serial=/, "").toLowerCase().replace(/^(00)+(?=..)/, "");
 }
 

@@ -5,32 +5,9 @@
  */
 import { randomBytes as nodeRandomBytes } from "node:crypto";
 import { join } from "node:path";
+import { openssl } from "../testing/openssl.ts";
 
-/** Runs openssl; returns stdout, throws with stderr on failure. */
-export async function openssl(args: string[], cwd?: string): Promise<string> {
-  const out = await new Deno.Command("openssl", {
-    args,
-    ...(cwd ? { cwd } : {}),
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(out.stdout);
-  if (!out.success) {
-    throw new Error(`openssl ${args.join(" ")} failed: ${new TextDecoder().decode(out.stderr)}`);
-  }
-  return text;
-}
-
-/** Runs openssl and reports success instead of throwing. */
-export async function opensslOk(args: string[], cwd?: string): Promise<boolean> {
-  const out = await new Deno.Command("openssl", {
-    args,
-    ...(cwd ? { cwd } : {}),
-    stdout: "null",
-    stderr: "null",
-  }).output();
-  return out.success;
-}
+export { openssl, opensslOk } from "../testing/openssl.ts";
 
 /** A temp dir removed at dispose. */
 export async function tempDir(): Promise<{ path: string } & AsyncDisposable> {

@@ -14,3 +14,4 @@ export {
   type TestCa,
   type TestPki,
 } from "./pki.ts";
+export { openssl, opensslOk, type OpensslOptions } from "./openssl.ts";

@@ -2,6 +2,7 @@
  * A throw-away PKI made with the real `openssl` binary, for TLS and mTLS tests.
  * @module
  */
+import { openssl } from "./openssl.ts";
 import { join } from "node:path";
 
 /** A certificate and its private key, as PEM file paths. */
@@ -56,18 +57,9 @@ export interface IssueOptions {
   validity?: { notBefore: string; notAfter: string };
 }
 
-async function openssl(args: string[], cwd: string): Promise<void> {
-  const out = await new Deno.Command("openssl", {
-    args,
-    cwd,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  if (!out.success) {
-    const err = new TextDecoder().decode(out.stderr).trim();
-    throw new Error(`openssl ${args[0]} failed (exit ${out.code}): ${err}`);
-  }
+/** openssl in `cwd` (where the PKI's relative file names live). */
+async function opensslIn(args: string[], cwd: string): Promise<void> {
+  await openssl(args, { cwd });
 }
 
 function fileName(commonName: string): string {
@@ -81,7 +73,7 @@ function randomSerial(): string {
 }
 
 async function newKey(path: string, cwd: string): Promise<void> {
-  await openssl(
+  await opensslIn(
     ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", path],
     cwd,
   );
@@ -93,7 +85,7 @@ export async function makeTestCa(dir: string, name: string): Promise<TestCa> {
   const key = `${base}.key`;
   const cert = `${base}.crt`;
   await newKey(key, dir);
-  await openssl([
+  await opensslIn([
     "req",
     "-x509",
     "-new",
@@ -145,7 +137,7 @@ export async function issueTestCert(
   await Deno.writeTextFile(ext, "[v3]\n" + extensions(options, ca !== undefined));
   const days = String(options.days ?? 365);
   if (!ca) {
-    await openssl([
+    await opensslIn([
       "req",
       "-x509",
       "-new",
@@ -166,14 +158,14 @@ export async function issueTestCert(
     ], dir);
     return { cert, key };
   }
-  await openssl(
+  await opensslIn(
     ["req", "-new", "-key", key, "-subj", `/CN=${options.commonName}`, "-out", csr],
     dir,
   );
   if (options.validity) {
     await signWithOpensslCa(dir, ca, csr, cert, ext, options.validity);
   } else {
-    await openssl([
+    await opensslIn([
       "x509",
       "-req",
       "-in",
@@ -228,7 +220,7 @@ async function signWithOpensslCa(
     ].join("\n"),
   );
   try {
-    await openssl([
+    await opensslIn([
       "ca",
       "-batch",
       "-notext",
