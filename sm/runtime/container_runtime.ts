@@ -180,10 +180,7 @@ interface Managed {
   stopping: boolean;
   restartTimer?: ReturnType<typeof setTimeout> | undefined;
   mounted: boolean;
-  /**
-   * Where the last start spent its time (ms): bundle files, the overlay mount (config.json and
-   * the log opened meanwhile), runc from spawn to running.
-   */
+  /** Where the last start spent its time (ms): bundle files, the overlay mount, runc. */
   startTimes?: { bundleMs: number; mountMs: number; runcMs: number } | undefined;
 }
 
@@ -424,6 +421,11 @@ export class RuncRuntime implements ContainerRuntime {
     await m.lock.run(async () => {
       try {
         await this.#prepare(m, desc);
+        m.log = await RotatingLog.open(this.logPath(id), {
+          maxBytes: this.#logMax,
+          files: this.#logFiles,
+          clock: this.#clock,
+        });
         await this.#launch(m);
       } catch (err) {
         const e = toAosError(err);
@@ -439,10 +441,7 @@ export class RuncRuntime implements ContainerRuntime {
     return this.#status(m);
   }
 
-  /**
-   * Builds the bundle (dirs, state/storage, skeleton, overlay, config.json) and opens the log.
-   * config.json and the log are written while the `mount` process of the overlay runs.
-   */
+  /** Builds the bundle: dirs, state/storage, config.json, skeleton, overlay. */
   async #prepare(m: Managed, desc: InstanceDesc): Promise<void> {
     const t0 = performance.now();
     checkId("uid", desc.uid);
@@ -525,6 +524,10 @@ export class RuncRuntime implements ContainerRuntime {
         });
       }
     }
+    Deno.writeTextFileSync(`${m.bundle}/config.json`, JSON.stringify(spec, null, 2), {
+      mode: 0o600,
+    });
+
     const lower = [mountsDir, ...desc.layers];
     if (this.#cfg.hostBinds.length > 0) {
       // Instances start in parallel: the first one makes the whiteouts, the others wait for it.
@@ -546,27 +549,12 @@ export class RuncRuntime implements ContainerRuntime {
       Deno.mkdirSync(upper.workdir, { mode: 0o700 });
     }
     const t1 = performance.now();
-    const mounting = mountOverlay(this.#runner, {
+    await mountOverlay(this.#runner, {
       lower,
       target: rootfs,
       ...(upper ? { upper } : {}),
-    }, { logger: this.#log }).then(() => {
-      m.mounted = true;
-    });
-    const writing = (async () => {
-      Deno.writeTextFileSync(`${m.bundle}/config.json`, JSON.stringify(spec, null, 2), {
-        mode: 0o600,
-      });
-      m.log = await RotatingLog.open(this.logPath(m.id), {
-        maxBytes: this.#logMax,
-        files: this.#logFiles,
-        clock: this.#clock,
-      });
-    })();
-    // Both settle before a failure is thrown, so the cleanup sees the mount and the log.
-    const [mount, write] = await Promise.allSettled([mounting, writing]);
-    if (mount.status === "rejected") throw mount.reason;
-    if (write.status === "rejected") throw write.reason;
+    }, { logger: this.#log });
+    m.mounted = true;
     m.startTimes = { bundleMs: ms(t1 - t0), mountMs: ms(performance.now() - t1), runcMs: 0 };
   }
 
