@@ -26,6 +26,8 @@
 import { busyboxLayer, serviceImage } from "../tests/fixtures/oci_image.ts";
 import { ident, RUNC, smSkipReason, type SmUnit, startSmUnit } from "../tests/fixtures/sm_unit.ts";
 import { instanceId } from "../sm/runtime/instance_id.ts";
+import { mountOverlay, unmount } from "../sm/runtime/rootfs.ts";
+import { Runc } from "../sm/runtime/runc.ts";
 import { arg, median, rssMb, shippedMain } from "./_support.ts";
 
 const ROUNDS = Number(arg("rounds", "15"));
@@ -41,11 +43,9 @@ async function pool<T>(items: T[], n: number, f: (x: T) => Promise<void>): Promi
   }));
 }
 
-async function run(program: string, args: string[]): Promise<void> {
-  const out = await new Deno.Command(program, { args, stdin: "null", stdout: "null" }).output();
-  if (!out.success) {
-    throw new Error(`${program} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
-  }
+async function copyTree(from: string, to: string): Promise<void> {
+  const out = await new Deno.Command("cp", { args: ["-a", from, to], stdout: "null" }).output();
+  if (!out.success) throw new Error(`cp -a ${from} ${to}: ${new TextDecoder().decode(out.stderr)}`);
 }
 
 /** `lowerdir` of the overlay mounted at `target` (from /proc/self/mountinfo). */
@@ -66,12 +66,12 @@ async function overlayLowers(target: string): Promise<string[]> {
  */
 class Floor implements AsyncDisposable {
   readonly root: string;
-  readonly runcRoot: string;
+  readonly runc: Runc;
   readonly ids: string[] = [];
 
   constructor(readonly unit: SmUnit) {
     this.root = `${unit.paths.workingDir}/bench-floor`;
-    this.runcRoot = `${this.root}/runc`;
+    this.runc = new Runc(unit.runner, RUNC, `${this.root}/runc`);
   }
 
   bundle(id: string): string {
@@ -84,34 +84,21 @@ class Floor implements AsyncDisposable {
     const from = `${this.unit.paths.runtimeDir}/${smId}`;
     const to = this.bundle(id);
     await Deno.mkdir(`${to}/rootfs`, { recursive: true });
-    await run("cp", ["-a", `${from}/mounts`, `${to}/mounts`]);
+    await copyTree(`${from}/mounts`, `${to}/mounts`);
     const config = await Deno.readTextFile(`${from}/config.json`);
     await Deno.writeTextFile(`${to}/config.json`, config.replaceAll(from, to).replaceAll(smId, id));
-    const lowers = (await overlayLowers(`${from}/rootfs`)).map((l) => l.replace(from, to));
-    await run("mount", [
-      "-i",
-      "-n",
-      "-t",
-      "overlay",
-      "overlay",
-      "-o",
-      `ro,lowerdir=${lowers.join(":")}`,
-      `${to}/rootfs`,
-    ]);
+    const lower = (await overlayLowers(`${from}/rootfs`)).map((l) => l.replace(from, to));
+    await mountOverlay(this.unit.runner, { lower, target: `${to}/rootfs` });
     this.ids.push(id);
   }
 
-  async #runc(args: string[]): Promise<void> {
-    await run(RUNC, ["--root", this.runcRoot, ...args]);
-  }
-
-  /** `runc run -d` of one floor container; errors go to runc's log file (see below). */
+  /** `runc run -d` of one floor container, as an operator would start it by hand. */
   async start(id: string): Promise<void> {
     // Detached, the container inherits runc's stdio: no pipe may be handed over (it would never
     // reach EOF), so errors go to runc's log file.
     const log = `${this.bundle(id)}/bench-runc.log`;
     const out = await new Deno.Command(RUNC, {
-      args: ["--log", log, "--root", this.runcRoot, "run", "-d", "--bundle", this.bundle(id), id],
+      args: ["--log", log, "--root", this.runc.root, "run", "-d", "--bundle", this.bundle(id), id],
       stdin: "null",
       stdout: "null",
       stderr: "null",
@@ -126,13 +113,13 @@ class Floor implements AsyncDisposable {
   }
 
   async deleteAll(): Promise<void> {
-    for (const id of this.ids) await this.#runc(["delete", "--force", id]);
+    for (const id of this.ids) await this.runc.delete(id);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
     for (const id of this.ids) {
-      await this.#runc(["delete", "--force", id]).catch(() => {});
-      await run("umount", ["-n", `${this.bundle(id)}/rootfs`]).catch(() => {});
+      await this.runc.delete(id).catch(() => {});
+      await unmount(this.unit.runner, `${this.bundle(id)}/rootfs`).catch(() => {});
     }
     await Deno.remove(this.root, { recursive: true }).catch(() => {});
   }
